@@ -1,0 +1,5 @@
+import sys
+
+from apinet.cli import main
+
+sys.exit(main())
