@@ -13,16 +13,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ._io import atomic_write
 from .model import build_model
 
 __all__ = ["CARD_FORMAT", "CheckpointError", "card_path", "load_card", "load_model", "save_checkpoint"]
@@ -52,20 +51,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     import torchvision
 
@@ -91,7 +76,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | 
             tensor = tensor.to(dtype)
         state[key] = tensor
     config = model.config
-    _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": CARD_FORMAT}))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": CARD_FORMAT}))
     full_card = {
         "format": CARD_FORMAT,
         "architecture": config["architecture"],
@@ -109,7 +94,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | 
     if names is not None and len(names) != config["num_classes"]:
         raise ValueError(f"{len(names)} class names for {config['num_classes']} classes")
     text = json.dumps(full_card, indent=2, sort_keys=False)
-    _atomic_write(card_path(weights), lambda tmp: tmp.write_text(text + "\n"))
+    atomic_write(card_path(weights), lambda tmp: tmp.write_text(text + "\n"))
     return weights
 
 

@@ -1,0 +1,149 @@
+"""Image preprocessing: the paper's train / test pipelines and their inverse for display.
+
+API-Net (Zhuang et al., AAAI 2020) trains on ``Resize(512) + RandomCrop(448) + flip`` and tests on
+``Resize(512) + CenterCrop(448)``, with ImageNet normalisation. :class:`Preprocess` records the
+test-time pipeline in a model card so a checkpoint is always fed the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PAPER_INPUT_SIZE",
+    "PAPER_RESIZE",
+    "Preprocess",
+    "build_transforms",
+    "denormalize",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+PAPER_INPUT_SIZE = 448
+PAPER_RESIZE = 512
+
+
+def build_transforms(
+    input_size: int,
+    resize: int | None = None,
+    train: bool = False,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> T.Compose:
+    """PIL RGB image -> normalised float tensor ``(3, input_size, input_size)``.
+
+    Args:
+        input_size: side of the square network input (paper: 448).
+        resize: the shorter image side is resized to this before cropping (paper: 512);
+            ``None`` means ``input_size`` (no zoom: the crop only trims the longer side).
+        train: random crop + horizontal flip; otherwise a centre crop.
+    """
+    resize = _resolve_resize(input_size, resize)
+    crop = T.RandomCrop(input_size) if train else T.CenterCrop(input_size)
+    steps: list[Any] = [T.Resize(resize, interpolation=T.InterpolationMode.BILINEAR, antialias=True), crop]
+    if train:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
+    return T.Compose(steps)
+
+
+def denormalize(
+    tensor: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Undo ``Normalize``: ``(3, H, W)`` or ``(B, 3, H, W)`` -> values in [0, 1] (clamped).
+
+    Returns a new tensor on the input's device; the input is not modified.
+    """
+    if tensor.dim() not in (3, 4) or tensor.shape[-3] != 3:
+        raise ValueError(f"denormalize expects (3, H, W) or (B, 3, H, W), got {tuple(tensor.shape)}")
+    shape = (3, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(shape)
+    std_t = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(shape)
+    return (tensor * std_t + mean_t).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Test-time preprocessing of a model, serialisable into its JSON model card.
+
+    ``Preprocess(input_size, resize)(pil_image)`` gives the ``(3, H, W)`` tensor the model expects.
+    """
+
+    input_size: int
+    resize: int | None = None  # None: same as input_size
+    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    std: tuple[float, float, float] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resize", _resolve_resize(self.input_size, self.resize))
+        object.__setattr__(self, "mean", _triple(self.mean, "mean"))
+        object.__setattr__(self, "std", _triple(self.std, "std"))
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    @classmethod
+    def paper(cls) -> "Preprocess":
+        """The paper's setting: resize 512, crop 448, ImageNet statistics."""
+        return cls(PAPER_INPUT_SIZE, PAPER_RESIZE)
+
+    def transform(self, train: bool = False) -> T.Compose:
+        return build_transforms(self.input_size, self.resize, train, mean=self.mean, std=self.std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            raise ValueError(
+                f"Preprocess expects an RGB image (use apinet.data.load_image), got mode {image.mode}"
+            )
+        return self.transform(train=False)(image)
+
+    def denormalize(self, tensor: torch.Tensor) -> torch.Tensor:
+        return denormalize(tensor, self.mean, self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "resize": self.resize,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocess":
+        unknown = set(data) - {"input_size", "resize", "mean", "std"}
+        if unknown or "input_size" not in data:
+            raise ValueError(
+                f"invalid preprocess spec {dict(data)!r}: needs 'input_size' and optionally "
+                f"'resize', 'mean', 'std'" + (f"; unknown keys {sorted(unknown)}" if unknown else "")
+            )
+        return cls(
+            input_size=int(data["input_size"]),
+            resize=None if data.get("resize") is None else int(data["resize"]),
+            mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+            std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+        )
+
+
+def _resolve_resize(input_size: int, resize: int | None) -> int:
+    if input_size < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    resize = input_size if resize is None else int(resize)
+    if resize < input_size:
+        raise ValueError(f"resize ({resize}) must be >= input_size ({input_size}): the crop would not fit")
+    return resize
+
+
+def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{what} needs 3 values (RGB), got {values}")
+    return values  # type: ignore[return-value]

@@ -1,0 +1,77 @@
+"""Transforms, Preprocess round-trips, and build_dataset spec parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from apinet.data import DATASET_SPECS, DatasetError, build_dataset
+from apinet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, build_transforms, denormalize
+
+
+def _gradient(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), 128)
+                   for y in range(height) for x in range(width)])
+    return image
+
+
+def test_test_transform_resizes_shorter_side_then_centre_crops():
+    tensor = build_transforms(32, resize=40, train=False)(_gradient(80, 60))
+    assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.float32
+    # Resize(40) makes 53x40; the centre crop keeps the middle, so the red ramp is symmetric.
+    red = denormalize(tensor)[0]
+    assert red[:, 0].mean() + red[:, -1].mean() == pytest.approx(1.0, abs=0.05)
+    blue = denormalize(tensor)[2]
+    assert torch.allclose(blue, torch.full_like(blue, 128 / 255), atol=2 / 255)
+
+
+def test_train_transform_is_random_but_seeded():
+    transform = build_transforms(24, resize=32, train=True)
+    image = _gradient(40, 40)
+    torch.manual_seed(0)
+    first = torch.stack([transform(image) for _ in range(6)])
+    torch.manual_seed(0)
+    second = torch.stack([transform(image) for _ in range(6)])
+    assert first.shape == (6, 3, 24, 24) and torch.equal(first, second)
+    assert len({round(t.sum().item(), 3) for t in first}) > 1  # crops / flips differ between calls
+
+
+def test_denormalize_inverts_normalize():
+    pixels = torch.rand(2, 3, 5, 5)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(denormalize((pixels - mean) / std), pixels, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        denormalize(torch.zeros(4, 5, 5))
+
+
+def test_preprocess_round_trips_through_json():
+    paper = Preprocess.paper()
+    assert (paper.input_size, paper.resize) == (448, 512)
+    restored = Preprocess.from_dict(json.loads(json.dumps(paper.to_dict())))
+    assert restored == paper
+    small = Preprocess(64)
+    assert small.resize == 64 and small(_gradient(100, 64)).shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="unknown keys"):
+        Preprocess.from_dict({"input_size": 64, "crop": 3})
+    with pytest.raises(ValueError, match="must be >= input_size"):
+        Preprocess(64, resize=32)
+    with pytest.raises(ValueError, match="RGB"):
+        small(Image.new("L", (64, 64)))
+
+
+def test_build_dataset_specs():
+    assert build_dataset("synthbirds", "test").name == "synthbirds:0"
+    assert build_dataset(" SynthBirds:7 ", "val", image_size=64).load_pil(0).size == (64, 64)
+    with pytest.raises(DatasetError) as caught:
+        build_dataset("imagenet:/data", "train")
+    assert all(form in str(caught.value) for form in DATASET_SPECS)
+    with pytest.raises(DatasetError, match="SEED must be an integer"):
+        build_dataset("synthbirds:one", "train")
+    with pytest.raises(DatasetError, match="needs a path"):
+        build_dataset("cub:", "train")
+    with pytest.raises(DatasetError, match="split"):
+        build_dataset("synthbirds", "validation")
