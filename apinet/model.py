@@ -231,11 +231,14 @@ class APINet(_FineGrainedNet):
             x2 = self.pool_features(self.forward_features(images2))
         return self.interact(x1, x2)
 
-    def forward_train(self, images: Tensor, labels: Tensor) -> TrainOutput:
+    def forward_train(self, images: Tensor, labels: Tensor, *, gather: Any = None) -> TrainOutput:
         """Mine each image's intra and inter pair in the batch and interact all 2B pairs.
 
         ``labels`` should come as a CPU tensor (as a data loader yields them): they are validated
-        there, so the step never waits on the device.
+        there, so the step never waits on the device.  ``gather`` (multi-GPU training, see
+        :mod:`apinet.distributed`) maps the local ``(pooled [B, D], labels [B])`` to the pooled
+        features and labels of every rank plus the offset of this rank's rows in them; partners
+        are then mined among all ranks' images, and the returned indices are global.
         """
         if labels.device.type == "cpu":
             check_minable(labels)
@@ -245,15 +248,18 @@ class APINet(_FineGrainedNet):
         stages = self.forward_stages(images)
         pooled = self.pool_features(next(reversed(stages.values())))
         labels = self._prepare_labels(labels, pooled.device)
-        intra, inter = mine_pairs(pooled.detach(), labels, check=not checked)
-        first = torch.arange(labels.numel(), device=labels.device).repeat(2)
+        pool_all, labels_all, offset = (pooled, labels, 0) if gather is None else gather(pooled, labels)
+        intra, inter = mine_pairs(pool_all.detach(), labels_all, check=not checked)
+        local = slice(offset, offset + labels.numel())
+        intra, inter = intra[local], inter[local]
+        first = torch.arange(offset, offset + labels.numel(), device=labels.device).repeat(2)
         second = torch.cat([intra, inter])
-        pairs = self.interact(pooled[first], pooled[second])
+        pairs = self.interact(pool_all[first], pool_all[second])
         return TrainOutput(
             labels=labels,
             pairs=pairs,
-            labels1=labels[first],
-            labels2=labels[second],
+            labels1=labels_all[first],
+            labels2=labels_all[second],
             intra_index=intra,
             inter_index=inter,
             ltpa=self._ltpa(stages, pooled),
