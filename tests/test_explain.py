@@ -1,0 +1,206 @@
+"""apinet.explain: numbers of a pair explanation on small random models (seeded, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from apinet import APINet, Baseline
+from apinet.attention import ltpa_attention
+from apinet.explain import PairExplanation, explain_pair, gate_topk_channels
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    model = APINet("resnet18", num_classes=5, output_stride=16).eval()
+    baseline = Baseline("resnet18", num_classes=5, output_stride=16).eval()
+    return model, baseline
+
+
+@pytest.fixture(scope="module")
+def pair():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(3, SIZE, SIZE, generator=g), torch.randn(3, SIZE, SIZE, generator=g)
+
+
+@pytest.fixture(scope="module")
+def expl(models, pair):
+    model, baseline = models
+    return explain_pair(model, *pair, baseline, k=4, cam_methods=("gradcam", "eigencam"),
+                        ltpa_stages=("layer3", "layer4"))
+
+
+def _hooks(*modules):
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
+               for model in modules for m in model.modules())
+
+
+def test_ltpa_matches_hand_computation():
+    local = torch.tensor([[[[1.0, 0.0], [2.0, -1.0]], [[0.5, 1.0], [0.0, 3.0]]]])  # [1, 2, 2, 2]
+    g = torch.tensor([[2.0, 1.0]])
+    # c = 2*l0 + l1 at the 4 positions: 2.5, 1.0, 4.0, 1.0
+    c = np.array([2.5, 1.0, 4.0, 1.0])
+    a = np.exp(c) / np.exp(c).sum()
+    out = ltpa_attention(local, g)
+    np.testing.assert_allclose(out.compatibility.flatten().numpy(), c, rtol=1e-6)
+    np.testing.assert_allclose(out.attention.flatten().numpy(), a, rtol=1e-6)
+    assert float(out.attention.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ltpa_maps_sum_to_one_and_use_the_right_global_vector(expl, models, pair):
+    for key, att in expl.ltpa.items():
+        assert att.map1.sum() == pytest.approx(1.0, abs=1e-5), key
+        assert att.map2.sum() == pytest.approx(1.0, abs=1e-5), key
+    assert {"apinet/pooled/layer4", "apinet/gated/layer4", "apinet/pooled/layer3",
+            "baseline/pooled/layer4"} <= set(expl.ltpa)
+    assert "apinet/gated/layer3" not in expl.ltpa  # width 256 != D and no trained projection
+    # gated map = softmax_i <l_i, x^self> recomputed by hand from the model
+    model, _ = models
+    with torch.no_grad():
+        maps = model.forward_features(torch.stack(pair))
+        x = model.pool_features(maps)
+        out = model.interact(x[:1], x[1:])
+        c = torch.einsum("chw,c->hw", maps[1], out.self2[0])
+    np.testing.assert_allclose(expl.ltpa["apinet/gated/layer4"].map2, torch.softmax(c.flatten(), 0).view_as(c),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_topk_indices_are_argsort_of_gates(expl, models, pair):
+    for i, gate in ((1, expl.gate1), (2, expl.gate2)):
+        c = expl.channels[f"apinet_gate{i}"]
+        np.testing.assert_array_equal(c.indices, np.argsort(-gate, kind="stable")[:4])
+        np.testing.assert_allclose(c.scores, gate[c.indices])
+    model, baseline = models
+    e2 = explain_pair(model, *pair, baseline, k=3, rank_by="gate_x_activation", cam_methods=())
+    score = e2.gate1 * e2.features1
+    np.testing.assert_array_equal(e2.channels["apinet_gate1"].indices, np.argsort(-score, kind="stable")[:3])
+    idx, _ = gate_topk_channels(np.array([0.1, 0.9, 0.9, 0.5]), 2)
+    assert idx.tolist() == [1, 2]
+
+
+def test_channel_maps_are_raw_activations(expl, models, pair):
+    model, baseline = models
+    with torch.no_grad():
+        maps = model.forward_features(torch.stack(pair)).numpy()
+        bmaps = baseline.forward_features(torch.stack(pair)).numpy()
+    c = expl.channels["apinet_gate1"]
+    np.testing.assert_allclose(c.maps1, maps[0, c.indices], rtol=1e-5)
+    np.testing.assert_allclose(c.maps2, maps[1, c.indices], rtol=1e-5)
+    b = expl.channels["baseline_top"]
+    np.testing.assert_array_equal(b.indices, np.argsort(-bmaps[0].mean((1, 2)), kind="stable")[:4])
+    np.testing.assert_allclose(b.maps2, bmaps[1, b.indices2], rtol=1e-5)
+    np.testing.assert_allclose(expl.channels["baseline_at_apinet"].maps1, bmaps[0, c.indices], rtol=1e-5)
+
+
+def test_logits_scores_and_ranking_terms(expl, models, pair):
+    model, _ = models
+    with torch.no_grad():
+        test = model(torch.stack(pair)).numpy()
+    np.testing.assert_allclose(expl.logits["1_test"], test[0], rtol=1e-5, atol=1e-6)
+    assert expl.targets == (int(test[0].argmax()), int(test[1].argmax()))
+    p = lambda v, t: float(np.exp(v[t] - v.max()) / np.exp(v - v.max()).sum())  # noqa: E731
+    t1 = expl.targets[0]
+    assert expl.p_self1 == pytest.approx(p(expl.logits["1_self"], t1), abs=1e-6)
+    assert expl.rank_term1 == pytest.approx(max(0.0, expl.p_other1 - expl.p_self1 + 0.05), abs=1e-7)
+
+
+def test_pair_path_cam_of_b_ignores_the_target_of_a(models, pair):
+    model, _ = models
+    runs = [explain_pair(model, *pair, targets=(t, 2), cam_methods=("gradcam", "gradcam++", "layercam"))
+            for t in (0, 3)]
+    for method in ("gradcam", "gradcam++", "layercam"):
+        a, b = (r.cams[f"apinet/pair/{method}"] for r in runs)
+        np.testing.assert_array_equal(a.map2, b.map2)  # B's map: same target 2, whatever A's is
+        assert not np.allclose(a.map1, b.map1)  # A's map follows A's target
+        ta, tb = (r.cams[f"apinet/test/{method}"] for r in runs)
+        np.testing.assert_allclose(ta.map2, tb.map2, rtol=1e-5, atol=1e-8)
+
+
+def test_final_layer_cam_equals_grad_cam_package(models, pair):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, _ = models
+    e = explain_pair(model, *pair, targets=(1, 4), cam_methods=("gradcam",))
+    with GradCAM(model, [model.trunk.stages["layer4"]]) as cam:
+        ref = cam(torch.stack(pair), [ClassifierOutputTarget(1), ClassifierOutputTarget(4)])
+    model.zero_grad(set_to_none=True)
+    ours = e.cams["apinet/test/gradcam"].normalised()
+    np.testing.assert_allclose(ours[0], ref[0], atol=2e-4)
+    np.testing.assert_allclose(ours[1], ref[1], atol=2e-4)
+    # raw values are kept: the stored map's maximum is the raw maximum, not 1
+    c = e.cams["apinet/test/gradcam"]
+    assert c.raw_max1 == pytest.approx(float(c.raw1.max()))
+    assert c.map1.shape == (SIZE, SIZE) and c.raw1.shape == (SIZE // 16, SIZE // 16)
+
+
+def test_no_hooks_remain_and_models_are_unchanged(models, pair):
+    model, baseline = models
+    for p in model.parameters():
+        p.grad = None  # another test ran grad-cam's own GradCAM, which calls backward()
+    before = _hooks(model, baseline)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for layer in (None, "layer3"):
+        e = explain_pair(model, *pair, baseline, cam_methods=("gradcam", "layercam"), cam_layer=layer)
+        assert e.cams["apinet/pair/gradcam"].layer == (layer or "layer4")
+    assert _hooks(model, baseline) == before
+    assert not model.training and not baseline.training
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_hooked_layer_path_equals_grad_cam_package(models, pair):
+    """cam_layer='layer3' goes through grad-cam's hooks on the wrapped model; same maps as GradCAM."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, _ = models
+    e = explain_pair(model, *pair, targets=(2, 3), cam_methods=("gradcam",), cam_layer="layer3")
+    with GradCAM(model, [model.trunk.stages["layer3"]]) as cam:
+        ref = cam(torch.stack(pair), [ClassifierOutputTarget(2), ClassifierOutputTarget(3)])
+    model.zero_grad(set_to_none=True)
+    ours = e.cams["apinet/test/gradcam"].normalised()
+    np.testing.assert_allclose(ours[0], ref[0], atol=2e-4)
+    assert e.cams["apinet/pair/gradcam"].layer == "layer3"
+
+
+def test_a2_maps_are_captured_and_normalised(pair):
+    torch.manual_seed(0)
+    model = APINet("resnet18", num_classes=3, output_stride=16, a2={"stages": ["layer4"]},
+                   ltpa={"stages": ["layer3", "layer4"]}).eval()
+    e = explain_pair(model, *pair, cam_methods=(), ltpa_stages=("layer3", "layer4"))
+    a = e.a2["apinet/layer4"]
+    np.testing.assert_allclose(a.gather1.sum((1, 2)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(a.distribute2.sum(0), 1.0, rtol=1e-5)
+    assert model.trunk.inserts["layer4"].last_maps is None and not model.trunk.inserts["layer4"].capture_maps
+    assert {"apinet/trained/layer3", "apinet/trained/layer4", "apinet/gated/layer3"} <= set(e.ltpa)
+
+
+def test_npz_and_json_round_trip(expl, tmp_path):
+    path = expl.to_npz(tmp_path / "e.npz")
+    back = PairExplanation.from_npz(path)
+    np.testing.assert_array_equal(back.image1, expl.image1)
+    np.testing.assert_array_equal(back.cams["apinet/pair/gradcam"].map1, expl.cams["apinet/pair/gradcam"].map1)
+    np.testing.assert_array_equal(back.channels["baseline_top"].indices2, expl.channels["baseline_top"].indices2)
+    assert back.targets == expl.targets and back.rank_term2 == expl.rank_term2
+    meta = json.loads(expl.to_json())
+    assert meta["channels"]["apinet_gate1"]["indices"] == expl.channels["apinet_gate1"].indices.tolist()
+    assert meta["shapes"]["image1"] == [SIZE, SIZE, 3]
+    assert expl.image1.dtype == np.uint8 and expl.gate1.dtype == np.float32
+
+
+def test_bad_inputs_raise_one_line_errors(models, tmp_path):
+    model, _ = models
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png"):
+        explain_pair(model, bad, bad)
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        explain_pair(model, torch.zeros(3, 32, 32), torch.zeros(3, 32, 32), cam_methods=("nope",))
