@@ -1,0 +1,196 @@
+"""Choosing the pair: gallery browser, uploads, swap, random pair, and the paper's partner suggestion.
+
+All buttons act through callbacks, which run before the script and may therefore set the keys of the
+"Image A" / "Image B" selectors; the script then draws the selectors with the new values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import resources
+from app.state import GALLERY_PREFIX, UPLOAD_PREFIX
+
+__all__ = ["ChosenImage", "draw_actions", "draw_gallery_browser", "draw_selector", "draw_uploads", "resolve"]
+
+_UPLOADS = "_uploads"  # session_state: sha -> (name, bytes); this session only
+_MESSAGE = "_pair_message"  # one-line feedback of the last pair action (info or error)
+
+
+@dataclass(frozen=True)
+class ChosenImage:
+    ref: str
+    name: str
+    data: bytes
+    sha256: str
+    label: int | None  # known class (gallery) or None (upload)
+    class_name: str | None
+
+
+def _uploads() -> dict[str, tuple[str, bytes]]:
+    return st.session_state.setdefault(_UPLOADS, {})
+
+
+def refs(gallery: resources.Gallery) -> list[str]:
+    """Every image the selectors offer: this session's uploads first, then the gallery."""
+    return [UPLOAD_PREFIX + sha for sha in _uploads()] + [GALLERY_PREFIX + i for i in gallery.ids]
+
+
+def resolve(ref: str, gallery: resources.Gallery) -> ChosenImage | None:
+    if ref.startswith(GALLERY_PREFIX):
+        item = gallery.get(ref[len(GALLERY_PREFIX):])
+        if item is None:
+            return None
+        return ChosenImage(ref, item.id, item.data, item.sha256, item.label, item.class_name)
+    if ref.startswith(UPLOAD_PREFIX) and ref[len(UPLOAD_PREFIX):] in _uploads():
+        name, data = _uploads()[ref[len(UPLOAD_PREFIX):]]
+        return ChosenImage(ref, name, data, hashlib.sha256(data).hexdigest(), None, None)
+    return None
+
+
+def label_of(ref: str, gallery: resources.Gallery) -> str:
+    if ref.startswith(UPLOAD_PREFIX):
+        name = _uploads().get(ref[len(UPLOAD_PREFIX):], ("upload", b""))[0]
+        return f"Uploaded: {name}"
+    item = gallery.get(ref[len(GALLERY_PREFIX):])
+    if item is None:
+        return ref
+    slug = "".join(c if c.isalnum() else "-" for c in item.class_name.lower())
+    short = item.id.replace(slug, "").strip("_-") or item.id
+    return f"{item.class_name} · {short}"
+
+
+def set_message(kind: str, text: str) -> None:
+    st.session_state[_MESSAGE] = (kind, text)
+
+
+def show_message() -> None:
+    kind, text = st.session_state.get(_MESSAGE, (None, None))
+    if kind == "error":
+        st.error(text, icon=":material/error:")
+    elif kind == "info":
+        st.info(text, icon=":material/info:")
+
+
+# ----------------------------------------------------------------------------------------------
+# Callbacks
+# ----------------------------------------------------------------------------------------------
+
+
+def _swap() -> None:
+    st.session_state.a, st.session_state.b = st.session_state.b, st.session_state.a
+    set_message(None, None)
+
+
+def _random_pair(gallery: resources.Gallery) -> None:
+    a, b = resources.random_pair(gallery, random.Random())
+    st.session_state.a, st.session_state.b = GALLERY_PREFIX + a, GALLERY_PREFIX + b
+    set_message(None, None)
+
+
+def _set(slot: str, ref: str) -> None:
+    st.session_state[slot] = ref
+    set_message(None, None)
+
+
+def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
+    chosen = resolve(st.session_state.a, gallery)
+    if chosen is None:
+        return
+    gid = chosen.ref[len(GALLERY_PREFIX):] if chosen.ref.startswith(GALLERY_PREFIX) else None
+    try:
+        partners = resources.suggest_partners(loaded, bank, gallery, chosen.data, gid)
+    except Exception as exc:  # an undecodable upload was already refused; anything else is reported
+        set_message("error", f"Could not suggest a partner: {' '.join(str(exc).split())}")
+        return
+    target = partners.intra if kind == "intra" else partners.inter
+    class_name = loaded.class_names[partners.label] if partners.label < len(loaded.class_names) else partners.label
+    basis = f"predicted class **{class_name}**" if partners.label_is_prediction else f"class **{class_name}**"
+    if target is None:
+        set_message("error", f"The gallery has no {'other' if kind == 'intra' else ''} image of "
+                    f"{'the same' if kind == 'intra' else 'another'} class to pair with A ({basis}).")
+        return
+    st.session_state.b = GALLERY_PREFIX + target
+    distance = partners.intra_distance if kind == "intra" else partners.inter_distance
+    what = "same-class (intra)" if kind == "intra" else "other-class (inter)"
+    set_message("info", f"B = nearest {what} partner of A in the model's feature space "
+                f"(squared distance {distance:.3g}; A taken as {basis}).")
+
+
+def _on_upload(slot: str) -> None:
+    from apinet.data import ImageDecodeError, load_image
+
+    uploaded = st.session_state.get(f"upload_{slot}")
+    if uploaded is None:
+        return
+    data = uploaded.getvalue()
+    try:
+        load_image(data, name=uploaded.name)
+    except ImageDecodeError as exc:
+        set_message("error", f"Upload refused — {exc}")
+        return
+    sha = hashlib.sha256(data).hexdigest()
+    _uploads()[sha] = (uploaded.name, data)
+    st.session_state[slot] = UPLOAD_PREFIX + sha
+    set_message(None, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Widgets
+# ----------------------------------------------------------------------------------------------
+
+
+def draw_selector(slot: str, gallery: resources.Gallery) -> None:
+    """The "Image A" / "Image B" selector (this session's uploads, then the gallery)."""
+    options = refs(gallery)
+    labels = {ref: label_of(ref, gallery) for ref in options}  # resolved now, inside this session's run
+    st.selectbox(f"Image {slot.upper()}", options, key=slot, format_func=lambda ref: labels.get(ref, ref))
+
+
+def draw_actions(gallery: resources.Gallery, loaded, bank) -> None:
+    """Swap, random pair, and the paper's intra / inter partner suggestions for A."""
+    row1 = st.columns(2)
+    st.caption("Suggest B for A with the paper's pair construction (nearest in feature space):")
+    row2 = st.columns(2)
+    row1[0].button("Swap A ↔ B", key="btn_swap", on_click=_swap, icon=":material/swap_horiz:", width="stretch")
+    row1[1].button("Random pair", key="btn_random", on_click=_random_pair, args=(gallery,),
+                   icon=":material/casino:", width="stretch")
+    row2[0].button("Same-class B", key="btn_intra", on_click=_suggest,
+                   args=("intra", loaded, bank, gallery), icon=":material/join_inner:", width="stretch",
+                   help="The paper's intra pair: the gallery image of A's class nearest to A "
+                        "(squared Euclidean distance of pooled features).")
+    row2[1].button("Other-class B", key="btn_inter", on_click=_suggest,
+                   args=("inter", loaded, bank, gallery), icon=":material/compare_arrows:", width="stretch",
+                   help="The paper's inter pair: the gallery image of another class nearest to A "
+                        "(squared Euclidean distance of pooled features).")
+
+
+def draw_uploads() -> None:
+    st.caption("Your own images stay in this browser session; they are decoded and validated first.")
+    kinds = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+    left, right = st.columns(2, gap="large")
+    left.file_uploader("Upload image A", type=kinds, key="upload_a", on_change=_on_upload, args=("a",))
+    right.file_uploader("Upload image B", type=kinds, key="upload_b", on_change=_on_upload, args=("b",))
+
+
+def draw_gallery_browser(gallery: resources.Gallery) -> None:
+    names = ["All classes"] + gallery.classes
+    choice = st.selectbox("Browse by class", names, key="browse_class")
+    items = gallery.items if choice == "All classes" else gallery.of_class(gallery.classes.index(choice))
+    st.caption(f"{len(items)} image(s) from {gallery.source}. Set either side of the pair from a thumbnail.")
+    per_row = 10
+    for start in range(0, len(items), per_row):
+        cols = st.columns(per_row)
+        for col, item in zip(cols, items[start : start + per_row]):
+            with col:
+                st.image(item.data, caption=item.class_name if choice == "All classes" else item.id,
+                         width="stretch")
+                ca, cb = st.columns(2, gap="small")
+                ca.button("A", key=f"set_a_{item.id}", on_click=_set, args=("a", GALLERY_PREFIX + item.id),
+                          width="stretch", help=f"Use {item.id} as image A")
+                cb.button("B", key=f"set_b_{item.id}", on_click=_set, args=("b", GALLERY_PREFIX + item.id),
+                          width="stretch", help=f"Use {item.id} as image B")

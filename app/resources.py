@@ -1,0 +1,361 @@
+"""Everything the app loads or computes, cached: checkpoints, the gallery, its feature bank, explanations.
+
+* Models are loaded once per process (``st.cache_resource``) and shared by every browser session.
+  Explaining a pair may register hooks and runs backward passes, so every use of a model holds its
+  lock, :func:`apinet.explain.model_lock` (a ``threading.RLock`` per model, the same one
+  ``explain_pair`` takes): two sessions never interleave on the same module.
+* Explanations are cached with ``st.cache_data``, keyed by the SHA-256 of both images' bytes, the
+  checkpoints' weight hashes and the settings that change what a model computes (the channel
+  ranking). One explanation holds K_MAX channels, every CAM method and LTPA at every stage, so the
+  display settings (k, colormap, alpha, normalisation scope, CAM method, stage) are not part of the
+  key: moving them re-renders from the cached arrays and never runs a model. ``EXPLAIN_CALLS`` counts real computations (tests read it).
+* Session-specific data (uploads, the chosen pair) never enters a shared cache except through those
+  content hashes, so sessions cannot see each other's choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from apinet import CheckpointError, load_card, load_model
+from apinet.pairs import mine_pairs
+
+__all__ = [
+    "EXPLAIN_CALLS",
+    "CheckpointInfo",
+    "Gallery",
+    "GalleryItem",
+    "LoadedModel",
+    "discover_checkpoints",
+    "explain",
+    "feature_bank",
+    "load_checkpoint",
+    "load_gallery",
+    "suggest_partners",
+]
+
+
+class _Counter:
+    """How many times a model really ran for an explanation (cache misses), process-wide."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def increment(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+EXPLAIN_CALLS = _Counter()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint found on disk, described by its model card (weights not loaded)."""
+
+    path: str
+    label: str  # what the selector shows: "demo: apinet_synthbirds" or a path under the runs folder
+    architecture: str  # "apinet" | "baseline"
+    backbone: str
+    num_classes: int
+    sha256: str
+    class_names: tuple[str, ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def _describe(path: Path, label: str) -> CheckpointInfo:
+    card = load_card(path)
+    config = card.get("config", {})
+    names = card.get("class_names") or [f"class {i}" for i in range(int(card.get("num_classes", 0)))]
+    return CheckpointInfo(
+        path=str(path),
+        label=label,
+        architecture=str(card.get("architecture", config.get("architecture", "?"))),
+        backbone=str(card.get("backbone", config.get("backbone", "?"))),
+        num_classes=int(card.get("num_classes", config.get("num_classes", len(names)))),
+        sha256=str(card["weights_sha256"]),
+        class_names=tuple(str(n) for n in names),
+        metrics=dict(card.get("metrics") or {}),
+    )
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def discover_checkpoints(demo_dir: str, runs_dir: str) -> tuple[list[CheckpointInfo], list[str]]:
+    """Checkpoints with a readable card in the demo folder and (recursively) the runs folder.
+
+    Returns ``(found, problems)``; a checkpoint without a valid card is skipped with a one-line
+    problem instead of breaking the app.
+    """
+    found: list[CheckpointInfo] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+    for root, demo in ((Path(demo_dir), True), (Path(runs_dir), False)):
+        if not root.is_dir():
+            continue
+        files = sorted(root.glob("*.safetensors")) if demo else sorted(root.rglob("*.safetensors"))
+        for path in files:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            label = f"demo: {path.stem}" if demo else f"runs/{path.relative_to(root).with_suffix('')}"
+            try:
+                found.append(_describe(path, label))
+            except (CheckpointError, KeyError, ValueError, TypeError) as exc:
+                problems.append(" ".join(str(exc).split()))
+    return found, problems
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    card: dict[str, Any]
+    preprocess: Any  # apinet.data.Preprocess
+    class_names: list[str]
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def load_checkpoint(path: str, sha256: str) -> LoadedModel:
+    """Load a checkpoint once per process; ``sha256`` keys the cache so a retrained file reloads."""
+    from apinet.data import Preprocess
+
+    del sha256  # only part of the cache key; load_model verifies the hash itself
+    model, card = load_model(path)
+    spec = card.get("preprocess") or {"input_size": 224}
+    names = card.get("class_names") or [f"class {i}" for i in range(model.num_classes)]
+    return LoadedModel(model=model, card=card, preprocess=Preprocess.from_dict(spec), class_names=list(names))
+
+
+# ----------------------------------------------------------------------------------------------
+# Gallery
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    id: str
+    label: int
+    class_name: str
+    data: bytes = field(repr=False)  # encoded image (PNG) bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Gallery:
+    items: list[GalleryItem]
+    classes: list[str]
+    source: str  # where it came from, for the caption
+
+    def __post_init__(self) -> None:
+        self._by_id = {item.id: item for item in self.items}
+
+    def get(self, item_id: str) -> GalleryItem | None:
+        return self._by_id.get(item_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+    def of_class(self, label: int) -> list[GalleryItem]:
+        return [item for item in self.items if item.label == label]
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256("".join(item.sha256 for item in self.items).encode()).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False)
+def load_gallery(gallery_dir: str) -> Gallery:
+    """``gallery.json`` + images from ``gallery_dir``; without one, 2 SynthBirds test images per class
+    rendered in memory (deterministic, the same images ``export_gallery`` writes)."""
+    root = Path(gallery_dir)
+    manifest = root / "gallery.json"
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text())
+        classes = list(meta.get("classes") or [])
+        items = []
+        for entry in meta.get("images", []):
+            path = root / entry["file"]
+            if not path.is_file():
+                continue
+            label = int(entry["label"])
+            name = entry.get("class_name") or (classes[label] if label < len(classes) else str(label))
+            items.append(GalleryItem(Path(entry["file"]).stem, label, name, path.read_bytes()))
+        return Gallery(items, classes, str(root))
+    from apinet.data import SynthBirds
+
+    dataset = SynthBirds(split="test", per_class=2)
+    items = []
+    for index in range(len(dataset)):
+        sample = dataset.sample(index)
+        buffer = io.BytesIO()
+        sample.image.save(buffer, format="PNG")
+        slug = "".join(c if c.isalnum() else "-" for c in dataset.classes[sample.label].lower())
+        items.append(GalleryItem(f"test_{index:04d}_{slug}", sample.label, dataset.classes[sample.label], buffer.getvalue()))
+    return Gallery(items, list(dataset.classes), "SynthBirds test split (rendered in memory)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature bank and the paper's pair construction
+# ----------------------------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> Image.Image:
+    from apinet.data import load_image
+
+    return load_image(data)
+
+
+def _pooled_features(loaded: LoadedModel, images: list[Image.Image]) -> np.ndarray:
+    batch = torch.stack([loaded.preprocess(img) for img in images])
+    from apinet.explain import model_lock
+
+    with model_lock(loaded.model), torch.inference_mode():
+        maps = loaded.model.forward_features(batch)
+        return loaded.model.pool_features(maps).float().numpy()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def feature_bank(ckpt_path: str, sha256: str, gallery_dir: str, gallery_key: str) -> np.ndarray:
+    """Globally pooled features ``[N, D]`` of every gallery image, computed once per checkpoint."""
+    del gallery_key  # cache key only: the gallery's content
+    loaded = load_checkpoint(ckpt_path, sha256)
+    gallery = load_gallery(gallery_dir)
+    images = [_decode(item.data) for item in gallery.items]
+    chunks = [_pooled_features(loaded, images[i : i + 32]) for i in range(0, len(images), 32)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, loaded.model.feature_dim), np.float32)
+
+
+@dataclass(frozen=True)
+class Partners:
+    label: int  # class of image A used for mining (true label, or the prediction for an upload)
+    label_is_prediction: bool
+    intra: str | None  # gallery id of the nearest same-class image
+    inter: str | None  # gallery id of the nearest other-class image
+    intra_distance: float
+    inter_distance: float
+
+
+def suggest_partners(
+    loaded: LoadedModel, bank: np.ndarray, gallery: Gallery, data: bytes, gallery_id: str | None
+) -> Partners:
+    """API-Net's pair construction applied to the gallery: for image A, the nearest same-class and
+    the nearest other-class gallery image by squared Euclidean distance of pooled features
+    (:func:`apinet.mine_pairs` on the bank plus A)."""
+    labels = [item.label for item in gallery.items]
+    if gallery_id is not None and gallery.get(gallery_id) is not None:
+        index = gallery.ids.index(gallery_id)
+        embeddings, label, predicted = bank, labels[index], False
+    else:
+        feature = _pooled_features(loaded, [_decode(data)])
+        with torch.inference_mode():
+            label = int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
+        embeddings, index, predicted = np.concatenate([bank, feature]), len(labels), True
+        labels = labels + [label]
+    emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+    lab = torch.tensor(labels)
+    intra, inter = mine_pairs(emb, lab, check=False)  # a class with one image has no intra partner
+    i, j = int(intra[index]), int(inter[index])
+    dist = ((emb - emb[index]) ** 2).sum(1)
+    intra_ok = i != index and i < len(gallery.items) and labels[i] == label
+    inter_ok = j < len(gallery.items) and labels[j] != label
+    return Partners(
+        label=label,
+        label_is_prediction=predicted,
+        intra=gallery.items[i].id if intra_ok else None,
+        inter=gallery.items[j].id if inter_ok else None,
+        intra_distance=float(dist[i]) if intra_ok else float("nan"),
+        inter_distance=float(dist[j]) if inter_ok else float("nan"),
+    )
+
+
+def random_pair(gallery: Gallery, rng: random.Random) -> tuple[str, str]:
+    """Two different gallery images; half the time of the same class (an intra pair)."""
+    first = rng.choice(gallery.items)
+    same = [it for it in gallery.of_class(first.label) if it.id != first.id]
+    others = [it for it in gallery.items if it.label != first.label]
+    pool = same if (same and (rng.random() < 0.5 or not others)) else (others or same)
+    second = rng.choice(pool) if pool else first
+    return first.id, second.id
+
+
+# ----------------------------------------------------------------------------------------------
+# Explanations
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """Everything that changes what the models compute for a pair (the cache key)."""
+
+    apinet_path: str
+    apinet_sha: str
+    baseline_path: str | None
+    baseline_sha: str | None
+    image_a_sha: str
+    image_b_sha: str
+    targets: tuple[int, int] | None
+    rank_by: str
+
+
+def stages_of(loaded: LoadedModel) -> list[str]:
+    """Trunk stages, last first (the stage the paper's maps come from)."""
+    return list(reversed(list(loaded.model.trunk.stage_channels)))
+
+
+def cam_methods() -> list[str]:
+    from apinet.explain import CAM_METHODS
+
+    return list(CAM_METHODS)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
+    from apinet.explain import explain_pair
+
+    from app.config import K_MAX
+
+    apinet_model = load_checkpoint(request.apinet_path, request.apinet_sha)
+    baseline = None
+    if request.baseline_path:
+        baseline = load_checkpoint(request.baseline_path, request.baseline_sha).model
+    EXPLAIN_CALLS.increment()
+    # explain_pair holds both models' locks while it runs (hooks, eval mode, backward passes).
+    return explain_pair(
+        apinet_model.model,
+        _decode(_data_a),
+        _decode(_data_b),
+        baseline,
+        k=K_MAX,
+        rank_by=request.rank_by,
+        cam_methods=tuple(cam_methods()),
+        preprocess=apinet_model.preprocess,
+        class_names=apinet_model.class_names,
+        targets=request.targets,
+        ltpa_stages=stages_of(apinet_model),
+    )
+
+
+def explain(request: ExplainRequest, data_a: bytes, data_b: bytes):
+    """The pair's :class:`apinet.explain.PairExplanation` (cached; see the module docstring)."""
+    return _explain_cached(request, data_a, data_b)

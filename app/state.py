@@ -1,0 +1,119 @@
+"""Session state of the app and its mirror in the URL.
+
+Everything a person chooses (checkpoints, the pair, display settings) lives in ``st.session_state``
+under the keys of :data:`PARAMS`, which are also the widgets' keys. On a session's first run the URL's
+query parameters seed those keys (invalid values fall back to defaults, silently: a stale link still
+opens); at the end of every run the state is written back, so the address bar always holds a link
+that restores the same view. Uploaded images cannot travel in a URL; they stay in this session only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from app import config
+
+__all__ = ["GALLERY_PREFIX", "PARAMS", "UPLOAD_PREFIX", "ensure_defaults", "restore_from_url", "write_url"]
+
+GALLERY_PREFIX = "g:"
+UPLOAD_PREFIX = "u:"
+URL_LOADED = "_url_loaded"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One piece of state: its URL form and how to validate a value read back from a URL."""
+
+    key: str
+    parse: Callable[[str], Any]  # raises ValueError on a bad value
+    dump: Callable[[Any], str] = str
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def _alpha(text: str) -> float:
+    value = round(float(text), 2)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(text)
+    return value
+
+
+def _gallery_ref(text: str) -> str:
+    if not text or text.startswith(UPLOAD_PREFIX):
+        raise ValueError(text)
+    return GALLERY_PREFIX + text
+
+
+def _dump_ref(ref: str) -> str:
+    return ref[len(GALLERY_PREFIX):] if ref.startswith(GALLERY_PREFIX) else ""
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("ckpt", str),
+    Param("base", str),
+    Param("a", _gallery_ref, _dump_ref),
+    Param("b", _gallery_ref, _dump_ref),
+    Param("k", _int_in(1, config.K_MAX)),
+    Param("cmap", str),
+    Param("alpha", _alpha, lambda v: f"{float(v):.2f}"),
+    Param("scope", str),
+    Param("cam", str),
+    Param("stage", str),
+    Param("rank", str),
+    Param("channel", _int_in(0, 1 << 16)),
+)
+_BY_KEY = {p.key: p for p in PARAMS}
+
+
+def restore_from_url(choices: dict[str, Sequence[Any] | None]) -> None:
+    """Seed session state from the URL, once per session.
+
+    ``choices[key]`` lists the values that key may take now (``None``: any value ``parse`` accepts);
+    a URL value outside them is dropped, so the default applies.
+    """
+    if st.session_state.get(URL_LOADED):
+        return
+    st.session_state[URL_LOADED] = True
+    for key, param in _BY_KEY.items():
+        if key not in st.query_params:
+            continue
+        try:
+            value = param.parse(st.query_params[key])
+        except (ValueError, TypeError):
+            continue
+        allowed = choices.get(key)
+        if allowed is not None and value not in allowed:
+            continue
+        st.session_state[key] = value
+
+
+def ensure_defaults(defaults: dict[str, Any], choices: dict[str, Sequence[Any] | None]) -> None:
+    """Give every key a valid value before its widget is drawn (never pass ``value=`` as well)."""
+    for key, default in defaults.items():
+        allowed = choices.get(key)
+        if key not in st.session_state or (allowed is not None and st.session_state[key] not in allowed):
+            st.session_state[key] = default
+
+
+def write_url() -> None:
+    """Mirror the state into the query string (only when it changed, so history stays clean)."""
+    wanted = {}
+    for key, param in _BY_KEY.items():
+        if key in st.session_state and st.session_state[key] is not None:
+            text = param.dump(st.session_state[key])
+            if text != "":
+                wanted[key] = text
+    current = {key: st.query_params[key] for key in st.query_params}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
