@@ -198,6 +198,8 @@ class PairExplanation:
     baseline_features1: np.ndarray | None = None  # [D_b] baseline pooled features
     baseline_features2: np.ndarray | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # k, rank_by, methods, models, timings, ...
+    # "self1", "other1", "self2", "other2" -> [D]: x_i + x_i * g_i and x_i + x_i * g_j, as the model computed them
+    interaction: dict[str, np.ndarray] = field(default_factory=dict)
 
     # --- convenience -------------------------------------------------------------------------------
 
@@ -215,6 +217,8 @@ class PairExplanation:
             arrays[f"logits/{key}"] = value
         for key, value in self.baseline_logits.items():
             arrays[f"baseline_logits/{key}"] = value
+        for key, value in self.interaction.items():
+            arrays[f"interaction/{key}"] = value
         if self.baseline_features1 is not None:
             arrays["baseline_features1"] = self.baseline_features1
             arrays["baseline_features2"] = self.baseline_features2
@@ -309,6 +313,7 @@ class PairExplanation:
             baseline_features1=arrays.get("baseline_features1"),
             baseline_features2=arrays.get("baseline_features2"),
             settings=meta["settings"],
+            interaction={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("interaction/")},
         )
 
 
@@ -769,6 +774,7 @@ def explain_pair(
         baseline_features1=None if brun is None else _np(brun.pooled[0]),
         baseline_features2=None if brun is None else _np(brun.pooled[1]),
         settings=settings,
+        interaction={name: _np(getattr(out, name)[0]) for name in ("self1", "other1", "self2", "other2")},
     )
 
 

@@ -133,6 +133,10 @@ def register(subparsers) -> None:
     p.add_argument("--rank-weight", type=float, default=S)
     p.add_argument("--ltpa", default=S, help="LTPA estimator: STAGES[:pc|dp], e.g. layer3,layer4:pc")
     p.add_argument("--ltpa-weight", type=float, default=S, help="weight of the LTPA cross-entropy (default 1)")
+    p.add_argument("--ltpa-normalize", choices=["softmax", "sigmoid"], default=S,
+                   help="LTPA attention over positions: softmax (default) or sigmoid")
+    p.add_argument("--ltpa-aggregate", choices=["concat", "independent"], default=S,
+                   help="one classifier on the concatenated descriptors (default) or one per stage, averaged")
     p.add_argument("--a2", default=S, help="A^2 double-attention blocks after STAGES, e.g. layer3,layer4")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=S,
                    help="ImageNet weights from the local torch hub cache (never downloaded)")
@@ -159,6 +163,8 @@ _GENERIC = {
     "max_steps": None,
     "ltpa": None,
     "ltpa_weight": 1.0,
+    "ltpa_normalize": "softmax",
+    "ltpa_aggregate": "concat",
     "a2": None,
     "weights": None,
     "seed": 0,
@@ -224,7 +230,12 @@ def _model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     if stages:
         if compat not in (None, "pc", "dp"):
             raise ValueError(f"--ltpa compatibility must be pc or dp, got {compat!r}")
-        kwargs["ltpa"] = {"stages": stages, "compatibility": compat or "pc"}
+        kwargs["ltpa"] = {
+            "stages": stages,
+            "compatibility": compat or "pc",
+            "normalize": config.get("ltpa_normalize", "softmax"),
+            "aggregate": config.get("ltpa_aggregate", "concat"),
+        }
     stages, extra = _parse_stages(config["a2"], "--a2")
     if extra:
         raise ValueError(f"--a2 takes stage names only, got ':{extra}'")
@@ -359,7 +370,8 @@ def _lr_lambda(total_steps: int, warmup_steps: int, freeze_steps: int = 0):
 
 
 def build_optimizer(model: nn.Module, config: dict[str, Any], steps_per_epoch: int):
-    trunk_params = [p for n, p in model.named_parameters() if n.startswith("trunk.stem") or n.startswith("trunk.stages")]
+    # Pretrained trunk parameters (frozen for --freeze-epochs); inserted A^2 blocks are new layers.
+    trunk_params = [p for n, p in model.named_parameters() if n.startswith(("trunk.stem", "trunk.stages", "trunk.tail"))]
     trunk_ids = {id(p) for p in trunk_params}
     head_params = [p for p in model.parameters() if id(p) not in trunk_ids]
     groups = [{"params": trunk_params}, {"params": head_params}]

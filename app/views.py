@@ -225,8 +225,7 @@ def _walkthrough(ctx: Context) -> None:
 
     st.markdown("**④ Attentive features.** Each image is highlighted by its own gate (self) and by the "
                 "other image's gate (other).")
-    s1, o1 = x1 + x1 * g1, x1 + x1 * g2
-    s2, o2 = x2 + x2 * g2, x2 + x2 * g1
+    s1, o1, s2, o2 = (e.interaction[name] for name in ("self1", "other1", "self2", "other2"))
     st.latex(rf"x_1^{{self}} = x_1 + x_1 \odot g_1,\ \|\cdot\| = {np.linalg.norm(s1):.2f} \qquad "
              rf"x_1^{{other}} = x_1 + x_1 \odot g_2,\ \|\cdot\| = {np.linalg.norm(o1):.2f}")
     st.latex(rf"x_2^{{self}} = x_2 + x_2 \odot g_2,\ \|\cdot\| = {np.linalg.norm(s2):.2f} \qquad "

@@ -190,10 +190,19 @@ def test_npz_and_json_round_trip(expl, tmp_path):
     np.testing.assert_array_equal(back.cams["apinet/pair/gradcam"].map1, expl.cams["apinet/pair/gradcam"].map1)
     np.testing.assert_array_equal(back.channels["baseline_top"].indices2, expl.channels["baseline_top"].indices2)
     assert back.targets == expl.targets and back.rank_term2 == expl.rank_term2
+    np.testing.assert_array_equal(back.interaction["other2"], expl.interaction["other2"])
     meta = json.loads(expl.to_json())
     assert meta["channels"]["apinet_gate1"]["indices"] == expl.channels["apinet_gate1"].indices.tolist()
     assert meta["shapes"]["image1"] == [SIZE, SIZE, 3]
     assert expl.image1.dtype == np.uint8 and expl.gate1.dtype == np.float32
+
+
+def test_interaction_features_follow_the_equations(expl):
+    x1, x2, g1, g2 = expl.features1, expl.features2, expl.gate1, expl.gate2
+    expected = {"self1": x1 + x1 * g1, "other1": x1 + x1 * g2, "self2": x2 + x2 * g2, "other2": x2 + x2 * g1}
+    assert set(expl.interaction) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(expl.interaction[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_bad_inputs_raise_one_line_errors(models, tmp_path):

@@ -122,14 +122,17 @@ def test_run_writes_logs_and_atomic_checkpoints(tmp_path, monkeypatch):
 
 def test_ltpa_adds_its_loss_and_accuracy(tmp_path):
     out = tmp_path / "ltpa"
-    train(tiny_config(out, max_steps=2, ltpa="layer3,layer4:dp", ltpa_weight=0.5))
+    train(tiny_config(out, max_steps=2, ltpa="layer3,layer4:dp", ltpa_weight=0.5, ltpa_aggregate="independent"))
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     step = next(r for r in records if r["event"] == "train")
     assert {"ltpa", "ltpa_acc", "rank"} <= set(step)
     assert step["total"] == pytest.approx(step["ce"] + step["rank"] + 0.5 * step["ltpa"], abs=1e-4)
     assert any("val_ltpa_top1" in r for r in records if r["event"] == "val")
     model, card = load_model(out / "last.safetensors")
-    assert card["config"]["ltpa"] == {"stages": ["layer3", "layer4"], "compatibility": "dp"}
+    assert card["config"]["ltpa"] == {
+        "stages": ["layer3", "layer4"], "compatibility": "dp", "normalize": "softmax", "aggregate": "independent"
+    }
+    assert len(model.ltpa.classifiers) == 2  # one classifier per stage, probabilities averaged
 
 
 def test_preset_values_yield_to_flags():
