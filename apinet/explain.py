@@ -402,18 +402,28 @@ def _display_image(tensor: Tensor, preprocess) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_topk_channels(gate: Tensor | np.ndarray, k: int, activation: Tensor | np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def gate_topk_channels(gate: Tensor | np.ndarray, k: int, activation: Tensor | np.ndarray | None = None,
+                       *, gate_logit: Tensor | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the k largest ``gate`` (or ``gate * activation``) entries, best first.
 
-    Ties are broken by the lower channel index (stable sort), so the result equals
-    ``np.argsort(-score, kind="stable")[:k]``.
+    ``gate_logit`` is the pre-sigmoid value z = x_m * x of the same gate. In float32 the sigmoid
+    rounds to exactly 1.0 for z above ~17, which trained models reach on many channels, so ranking
+    the stored gates would order those channels by index. Given z, the ranking uses sigmoid(z) in
+    float64 for ``gate * activation`` and z itself for the gate alone (the same order, since the
+    sigmoid is monotone, without the rounding ties). Remaining ties go to the lower channel index
+    (stable sort). Scores are always the gate (times activation) values.
     """
-    score = np.asarray(gate, dtype=np.float32)
-    if activation is not None:
-        score = score * np.asarray(activation, dtype=np.float32)
-    k = max(1, min(int(k), score.shape[0]))
-    order = np.argsort(-score, kind="stable")[:k]
+    gate = np.asarray(gate, dtype=np.float32)
+    if gate_logit is not None:
+        z = np.asarray(gate_logit, dtype=np.float64)
+        key = z if activation is None else (1.0 / (1.0 + np.exp(-z))) * np.asarray(activation, dtype=np.float64)
+    else:
+        key = gate.astype(np.float64)
+        if activation is not None:
+            key = key * np.asarray(activation, dtype=np.float64)
+    score = gate if activation is None else gate * np.asarray(activation, dtype=np.float32)
+    k = max(1, min(int(k), key.shape[0]))
+    order = np.argsort(-key, kind="stable")[:k]
     return order.astype(np.int64), score[order].astype(np.float32)
 
 
@@ -748,7 +758,7 @@ def explain_pair(
     x1, x2 = _np(run.pooled[0]), _np(run.pooled[1])
     g1, g2 = _np(out.gate1[0]), _np(out.gate2[0])
     maps = _np(run.stages[run.last])
-    channels = _channel_sets(k, rank_by, x1, x2, g1, g2, maps, brun)
+    channels = _channel_sets(k, rank_by, x1, x2, g1, g2, _np(out.mutual[0]), maps, brun)
     p = {key: _softmax(v)[targets[0] if key.startswith("1") else targets[1]] for key, v in logits.items()}
     timings["assemble"] = time.perf_counter() - tic
 
@@ -788,13 +798,14 @@ def _describe_model(model: nn.Module) -> dict[str, Any]:
     return dict(config) if isinstance(config, dict) else {"class": type(model).__name__}
 
 
-def _channel_sets(k: int, rank_by: str, x1, x2, g1, g2, maps: np.ndarray, brun: _Pass | None
+def _channel_sets(k: int, rank_by: str, x1, x2, g1, g2, xm, maps: np.ndarray, brun: _Pass | None
                   ) -> dict[str, ChannelMaps]:
     by_act = rank_by == "gate_x_activation"
-    what = "g * x (gate times pooled activation)" if by_act else "gate value g"
+    what = ("g * x (gate times pooled activation)" if by_act
+            else "gate value g (ordered by z = x_m * x, which separates gates that round to 1)")
     sets: dict[str, ChannelMaps] = {}
     for i, (g_own, x_own, g_oth, x_oth) in enumerate(((g1, x1, g2, x2), (g2, x2, g1, x1)), start=1):
-        idx, score = gate_topk_channels(g_own, k, x_own if by_act else None)
+        idx, score = gate_topk_channels(g_own, k, x_own if by_act else None, gate_logit=xm * x_own)
         other = g_oth[idx] * (x_oth[idx] if by_act else 1.0)
         sets[f"apinet_gate{i}"] = ChannelMaps(
             indices=idx, scores=score, maps1=maps[0, idx], maps2=maps[1, idx],

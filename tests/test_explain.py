@@ -72,16 +72,31 @@ def test_ltpa_maps_sum_to_one_and_use_the_right_global_vector(expl, models, pair
 
 
 def test_topk_indices_are_argsort_of_gates(expl, models, pair):
-    for i, gate in ((1, expl.gate1), (2, expl.gate2)):
+    for i, (gate, x) in enumerate(((expl.gate1, expl.features1), (expl.gate2, expl.features2)), start=1):
         c = expl.channels[f"apinet_gate{i}"]
-        np.testing.assert_array_equal(c.indices, np.argsort(-gate, kind="stable")[:4])
+        z = expl.mutual.astype(np.float64) * x  # the gate's pre-sigmoid value
+        np.testing.assert_array_equal(c.indices, np.argsort(-z, kind="stable")[:4])
         np.testing.assert_allclose(c.scores, gate[c.indices])
+        rest = np.setdiff1d(np.arange(gate.size), c.indices)
+        assert gate[c.indices].min() >= gate[rest].max()  # still the k largest gates
+        assert np.all(np.diff(gate[c.indices]) <= 0)
     model, baseline = models
     e2 = explain_pair(model, *pair, baseline, k=3, rank_by="gate_x_activation", cam_methods=())
     score = e2.gate1 * e2.features1
     np.testing.assert_array_equal(e2.channels["apinet_gate1"].indices, np.argsort(-score, kind="stable")[:3])
     idx, _ = gate_topk_channels(np.array([0.1, 0.9, 0.9, 0.5]), 2)
     assert idx.tolist() == [1, 2]
+
+
+def test_saturated_gates_are_ranked_by_their_pre_sigmoid_value():
+    z = np.array([5.0, 30.0, 20.0, 40.0, -1.0])
+    gate = (1 / (1 + np.exp(-z))).astype(np.float32)
+    assert gate[1] == gate[2] == gate[3] == 1.0  # float32 rounds them to exactly 1
+    assert gate_topk_channels(gate, 3)[0].tolist() == [1, 2, 3]  # by index: meaningless
+    idx, scores = gate_topk_channels(gate, 3, gate_logit=z)
+    assert idx.tolist() == [3, 1, 2] and scores.tolist() == [1.0, 1.0, 1.0]
+    act = np.array([1.0, 0.5, 2.0, 0.1, 9.0])
+    assert gate_topk_channels(gate, 2, act, gate_logit=z)[0].tolist() == [4, 2]  # 9*0.27 > 2*1 > ...
 
 
 def test_channel_maps_are_raw_activations(expl, models, pair):
