@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app_checkpoints import make_app_assets
 
 pytestmark = pytest.mark.slow
 
@@ -21,19 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 TABS = ["Walk-through", "Mutual & gates", "Top-k channels", "LTPA attention", "Grad-CAM", "A² maps",
         "Predictions", "Export"]
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return make_app_assets(tmp_path_factory.mktemp("app"))
-
-
-@pytest.fixture()
-def env(assets, monkeypatch):
-    monkeypatch.setenv("APINET_CHECKPOINT_DIR", str(assets["checkpoints"]))
-    monkeypatch.setenv("APINET_RUNS_DIR", str(assets["runs"]))
-    monkeypatch.setenv("APINET_GALLERY_DIR", str(assets["gallery"]))
-    return assets
 
 
 def _app():

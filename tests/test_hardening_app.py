@@ -21,26 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.app_checkpoints import make_app_assets
 from tests.test_hardening_images import bad_images, encode
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return make_app_assets(tmp_path_factory.mktemp("hardening_app"))
-
-
-@pytest.fixture()
-def env(assets, monkeypatch):
-    monkeypatch.setenv("APINET_CHECKPOINT_DIR", str(assets["checkpoints"]))
-    monkeypatch.setenv("APINET_RUNS_DIR", str(assets["runs"]))
-    monkeypatch.setenv("APINET_GALLERY_DIR", str(assets["gallery"]))
-    return assets
 
 
 @pytest.fixture(autouse=True)
