@@ -6,6 +6,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 __all__ = ["atomic_write", "remove_stale_temporaries"]
 
@@ -45,3 +48,16 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) 
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (dict keys to str)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._io import to_jsonable
 from .attention import DoubleAttention, ltpa_attention
 
 __all__ = [
@@ -256,7 +257,7 @@ class PairExplanation:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Scalars, channel indices, settings and array shapes (the arrays go in :meth:`to_npz`)."""
-        return json.dumps(_jsonable(self._meta()), indent=indent)
+        return json.dumps(to_jsonable(self._meta()), indent=indent)
 
     def to_npz(self, path: Any) -> Any:
         """Write every array plus the JSON metadata (key ``__meta__``) to a compressed ``.npz``
@@ -315,18 +316,6 @@ class PairExplanation:
             settings=meta["settings"],
             interaction={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("interaction/")},
         )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def _minmax(a: np.ndarray) -> np.ndarray:

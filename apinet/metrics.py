@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._io import to_jsonable
+
 __all__ = [
     "PerturbationCurve",
     "RandomizationResult",
@@ -465,20 +467,10 @@ def _cli(args) -> int:
                                     steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_plain(results), indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
     table = results_markdown(results)
     (out / "results.md").write_text(table)
     print(table)
     return 0
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
