@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from tests.image_factory import encode, noise
+
 from apinet.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, image_sha256, load_image
-
-
-def _encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
-
-
-def _noise(size: int = 64, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -33,7 +24,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 def _png_claiming_size(width: int, height: int) -> bytes:
     """A 1x1 PNG whose IHDR is patched to claim ``width x height`` (CRC fixed): a bomb header."""
-    data = bytearray(_encode(Image.new("1", (1, 1)), "PNG"))
+    data = bytearray(encode(Image.new("1", (1, 1)), "PNG"))
     assert data[12:16] == b"IHDR"
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
@@ -61,7 +52,7 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_truncated_files_fail_at_load(tmp_path, fmt):
-    data = _encode(_noise(), fmt)
+    data = encode(noise(64), fmt)
     path = _write(tmp_path, f"half.{fmt.lower()}", data[: len(data) // 2])
     error = _decode_error(path)
     assert error.reason.startswith("truncated or corrupt image data"), error.reason
@@ -88,7 +79,7 @@ def test_decompression_bomb_refused_from_header(tmp_path, width, height, expecte
 
 
 def test_pixel_limit_is_configurable(tmp_path):
-    tiny = _write(tmp_path, "small.png", _encode(_noise(8), "PNG"))
+    tiny = _write(tmp_path, "small.png", encode(noise(8), "PNG"))
     assert _decode_error(tiny, max_pixels=63).reason.startswith("8x8 = 0.0 MP exceeds the")
     assert load_image(tiny, max_pixels=64).size == (8, 8)
     # A larger limit overrides PIL's soft warning: the 100 MP header passes, and the missing pixel
@@ -102,8 +93,8 @@ def test_error_messages_are_one_line_and_name_the_file(tmp_path):
     cases = {
         "empty.jpg": b"",
         "text.jpg": b"GIF89a but not really\n\n\n",
-        "cut.png": _encode(_noise(), "PNG")[:100],
-        "cut.gif": _encode(_noise().convert("P"), "GIF")[:200],
+        "cut.png": encode(noise(64), "PNG")[:100],
+        "cut.gif": encode(noise(64).convert("P"), "GIF")[:200],
         "big.png": _png_claiming_size(30000, 30000),
     }
     for name, data in cases.items():
@@ -124,7 +115,7 @@ def test_bytes_and_stream_sources_use_their_names():
 
 
 def _roundtrip(image: Image.Image, fmt: str = "PNG", **params) -> Image.Image:
-    result = load_image(_encode(image, fmt, **params))
+    result = load_image(encode(image, fmt, **params))
     assert result.mode == "RGB"
     return result
 
@@ -186,7 +177,7 @@ def test_float_image_is_scaled_and_constant_keeps_nominal_value():
 
 def test_animated_gif_gives_first_frame():
     frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
     assert Image.open(io.BytesIO(data)).n_frames == 3
     assert load_image(data).getpixel((4, 4)) == (255, 0, 0)
 
@@ -211,10 +202,10 @@ def test_pil_source_is_not_modified_and_result_is_new():
 
 
 def test_image_sha256(tmp_path):
-    data = _encode(_noise(8), "PNG")
+    data = encode(noise(8), "PNG")
     path = _write(tmp_path, "a.png", data)
     assert image_sha256(path) == image_sha256(data) == image_sha256(io.BytesIO(data))
-    assert image_sha256(path) != image_sha256(_encode(_noise(8, seed=1), "PNG"))
+    assert image_sha256(path) != image_sha256(encode(noise(8, seed=1), "PNG"))
     pixels = Image.open(io.BytesIO(data))
     assert image_sha256(pixels) == image_sha256(pixels.copy())
     assert image_sha256(pixels) != image_sha256(pixels.convert("L"))

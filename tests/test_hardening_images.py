@@ -17,7 +17,6 @@ from here.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import subprocess
@@ -37,22 +36,12 @@ from apinet.data.base import DatasetError
 from apinet.data.cub import CUB200
 from apinet.data.folder import ImageFolderDataset
 from apinet.data.images import ImageDecodeError
+from tests.image_factory import encode, noise
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the corpus -----------------------------------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
-
-
-def noise(size: int = 48, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
@@ -65,7 +54,7 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
 
 def bad_images() -> dict[str, tuple[bytes, str]]:
     """file name -> (bytes, a phrase the one-line reason must contain)."""
-    jpeg, png = encode(noise(), "JPEG"), encode(noise(), "PNG")
+    jpeg, png = encode(noise(48), "JPEG"), encode(noise(48), "PNG")
     return {
         "empty.jpg": (b"", "file is empty (0 bytes)"),
         "cut.jpg": (jpeg[: len(jpeg) // 2], "truncated or corrupt image data"),
