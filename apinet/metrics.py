@@ -1,8 +1,10 @@
 """How good is an explanation? Localisation, faithfulness and sanity metrics on plain arrays.
 
 * Pointing game (Zhang et al., ECCV 2016): does the maximum of the (bilinearly upsampled) map fall
-  inside the annotation (optionally within ``tolerance`` pixels)? :func:`pointing_game`, and
+  inside the annotation (optionally within ``tolerance`` pixels; the paper's standard is 15 px at
+  224 px, :func:`standard_tolerance` scales it to other input sizes)? :func:`pointing_game`, and
   :func:`pointing_game_points` for keypoints such as CUB part locations (hit = within ``radius``).
+  Two maps scored on the same images are compared with McNemar's exact test, :func:`mcnemar_exact`.
 * Energy pointing game (Wang et al., Score-CAM, CVPRW 2020): fraction of the map's (non-negative)
   mass inside the mask, :func:`energy_pointing_game`. A random map scores the mask's area fraction.
 * Deletion / insertion (Petsiuk et al., RISE, BMVC 2018): remove (or insert) pixels in the order
@@ -39,13 +41,19 @@ __all__ = [
     "default_randomization_order",
     "energy_pointing_game",
     "evaluate_explanations",
+    "mcnemar_exact",
     "perturbation_curve",
     "pointing_game",
     "pointing_game_points",
     "register",
     "spearman",
+    "standard_tolerance",
     "upsample_map",
 ]
+
+#: Zhang et al. (2016) count a pointing-game hit within 15 pixels of the annotation at 224 px input.
+STANDARD_TOLERANCE_PX = 15.0
+STANDARD_TOLERANCE_INPUT = 224
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +97,31 @@ def energy_pointing_game(map_: np.ndarray, mask: np.ndarray) -> float:
     if total <= 0:
         return float(mask.mean())  # a map with no mass points nowhere: count it as uniform
     return float(m[mask].sum() / total)
+
+
+def standard_tolerance(input_size: int) -> float:
+    """The pointing game's standard tolerance (15 px at 224 px) scaled to ``input_size`` pixels."""
+    if input_size <= 0:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    return STANDARD_TOLERANCE_PX * input_size / STANDARD_TOLERANCE_INPUT
+
+
+def mcnemar_exact(hits_a: Sequence[int], hits_b: Sequence[int]) -> dict[str, float]:
+    """McNemar's exact test of two maps' pointing-game hits on the same images (paired).
+
+    Returns the two hit rates, the discordant counts (``a_only``: images only map A hits,
+    ``b_only``: only map B hits) and the two-sided exact p-value of "A and B hit equally often",
+    ``min(1, 2 * P[Binomial(a_only + b_only, 1/2) <= min(a_only, b_only)])``.
+    """
+    a = np.asarray(hits_a, dtype=bool)
+    b = np.asarray(hits_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"need two equally long, non-empty hit lists, got {a.shape} and {b.shape}")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n = a_only + b_only
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2.0 ** n if n else 1.0
+    return {"n": int(a.size), "rate_a": float(a.mean()), "rate_b": float(b.mean()),
+            "a_only": a_only, "b_only": b_only, "p_value": float(min(1.0, 2.0 * tail))}
 
 
 def pointing_game_points(map_: np.ndarray, points: Sequence[tuple[float, float]], radius: float,
@@ -256,17 +289,43 @@ def cascading_randomization(model, compute_maps: Callable[[Any], Mapping[str, np
 # --------------------------------------------------------------------------------------------------
 
 #: Map types compared by ``evaluate-explanations`` (a key is skipped when the models lack it).
+#: ``apinet_top_gated_channel`` ranks channels by the gate g_i (the paper's figure);
+#: ``apinet_top_gate_x_act_channel`` by g_i * x_i (the channel's share of the gated residual);
+#: ``apinet_top_activation_channel`` by x_i alone (a control: API-Net's trunk without the gate).
 MAP_TYPES = (
-    "apinet_top_gated_channel", "apinet_ltpa_pooled", "apinet_ltpa_gated", "apinet_ltpa_trained",
-    "apinet_gradcam_pair", "apinet_gradcam_test", "baseline_top_channel", "baseline_gradcam", "random",
+    "apinet_top_gated_channel", "apinet_top_gate_x_act_channel", "apinet_top_activation_channel",
+    "apinet_ltpa_pooled", "apinet_ltpa_gated", "apinet_ltpa_trained", "apinet_gradcam_pair", "apinet_gradcam_test",
+    "baseline_top_channel", "baseline_gradcam", "random",
+)
+
+#: Paired comparisons reported by ``evaluate-explanations`` (McNemar's exact test on the same images).
+#: The first is the question of the project's issue #4: does API-Net's top gated channel point at the
+#: differing part more often than the baseline's top channel?
+COMPARISONS = (
+    ("apinet_top_gated_channel", "baseline_top_channel"),
+    ("apinet_top_gated_channel", "random"),
+    ("apinet_top_gate_x_act_channel", "baseline_top_channel"),
+    ("apinet_top_gate_x_act_channel", "apinet_top_activation_channel"),
+    ("apinet_gradcam_test", "baseline_gradcam"),
 )
 
 
-def _maps_for_image(expl, i: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every map type of image ``i`` (1 or 2) of an explanation; ``maps`` are API-Net's feature maps
+    ``[2, D, h, w]`` of the pair, needed for the gate x activation and activation rankings (else those
+    keys are left out)."""
+    from .explain import gate_topk_channels
+
     last = expl.settings["ltpa_stages"][-1]
     out: dict[str, np.ndarray] = {
         "apinet_top_gated_channel": getattr(expl.channels[f"apinet_gate{i}"], f"maps{i}")[0],
     }
+    if maps is not None:
+        x, g = (expl.features1, expl.gate1) if i == 1 else (expl.features2, expl.gate2)
+        (top,), _ = gate_topk_channels(g, 1, x, gate_logit=expl.mutual * x)
+        out["apinet_top_gate_x_act_channel"] = maps[i - 1, top]
+        (top,), _ = gate_topk_channels(x, 1)
+        out["apinet_top_activation_channel"] = maps[i - 1, top]
     for kind in ("pooled", "gated"):
         key = f"apinet/{kind}/{last}"
         if key in expl.ltpa:
@@ -309,11 +368,23 @@ def _wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
-def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 40,
-                          dataset_seed: int = 0, tolerance: float = 0.0, deletion_pairs: int = 4,
-                          steps: int = 16, sanity_pairs: int = 1, seed: int = 0,
+def _rate(hits: Sequence[int]) -> dict[str, Any]:
+    n, h = len(hits), int(sum(hits))
+    return {"rate": h / n if n else float("nan"), "ci95": _wilson(h, n)}
+
+
+def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 380,
+                          split: str = "test", dataset_seed: int = 0, tolerance: float | None = None,
+                          deletion_pairs: int = 4, steps: int = 16, sanity_pairs: int = 1, seed: int = 0,
                           log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Pointing / energy game on SynthBirds sibling test pairs, deletion / insertion, sanity check."""
+    """Pointing / energy game on SynthBirds sibling pairs, deletion / insertion, sanity check.
+
+    Pair ``p`` takes sibling class pair ``p mod 19`` (two classes that differ in exactly one part) and
+    image ``p // 19`` of each class in ``split``, so ``pairs=380`` scores all 19 sibling pairs on 20
+    images each (760 images). Every map is scored twice, at ``tolerance`` pixels (default: the
+    standard 15 px at 224 px scaled to the input size) and at 0 px, and :data:`COMPARISONS` are
+    tested pairwise with :func:`mcnemar_exact` at both.
+    """
     import torch
 
     from .data.synthbirds import SynthBirds
@@ -321,11 +392,16 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
 
     model, card, bmodel, _ = load_pair_models(checkpoint, baseline)
     pre = preprocess_from_card(card)
-    data = SynthBirds("test", seed=dataset_seed, image_size=pre.resize)
+    tolerance = standard_tolerance(pre.input_size) if tolerance is None else float(tolerance)
+    tolerances = {"tol": tolerance, "0px": 0.0}
+    data = SynthBirds(split, seed=dataset_seed, image_size=pre.resize)
     siblings = SynthBirds.sibling_pairs()
     n_classes = data.num_classes
+    if pairs > len(siblings) * data.per_class:
+        raise ValueError(f"at most {len(siblings) * data.per_class} sibling pairs in the {split} split, "
+                         f"asked for {pairs}")
     rng = np.random.default_rng(seed)
-    hits: dict[str, list[int]] = {}
+    hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}
     energy: dict[str, list[float]] = {}
     by_part: dict[str, dict[str, list[int]]] = {}
     area: list[float] = []
@@ -336,11 +412,14 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     tic = time.perf_counter()
     for p in range(pairs):
         a, b, part = siblings[p % len(siblings)]
-        rnd = (p // len(siblings)) % data.per_class
+        rnd = p // len(siblings)
         ia, ib = rnd * n_classes + a, rnd * n_classes + b
         sa, sb = data.sample(ia), data.sample(ib)
         expl = explain_pair(model, sa.image, sb.image, bmodel, preprocess=pre, targets=(a, b), k=5,
                             cam_methods=("gradcam",), class_names=data.classes)
+        with torch.no_grad():
+            x = torch.stack([pre(sa.image), pre(sb.image)]).to(next(model.parameters()).device)
+            feature_maps = model.forward_features(x).float().cpu().numpy()
         record = {"pair": [int(ia), int(ib)], "classes": [a, b], "part": part, "hits": {}}
         for i, sample in ((1, sa), (2, sb)):
             mask = _mask_to_input(sample.masks[part], pre)
@@ -348,42 +427,48 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                 skipped += 1
                 continue
             area.append(float(mask.mean()))
-            for name, m in _maps_for_image(expl, i, rng).items():
-                hit = pointing_game(m, mask, tolerance)
-                hits.setdefault(name, []).append(int(hit))
+            for name, m in _maps_for_image(expl, i, rng, feature_maps).items():
+                for key, tol in tolerances.items():
+                    hit = int(pointing_game(m, mask, tol))
+                    hits[key].setdefault(name, []).append(hit)
+                    record["hits"][f"{i}/{name}/{key}"] = bool(hit)
                 energy.setdefault(name, []).append(energy_pointing_game(m, mask))
-                by_part.setdefault(name, {}).setdefault(part, []).append(int(hit))
-                record["hits"][f"{i}/{name}"] = bool(hit)
+                by_part.setdefault(name, {}).setdefault(part, []).append(hits["tol"][name][-1])
         records.append(record)
         if p < deletion_pairs:
-            x = pre(sa.image)
-            for name, m in _maps_for_image(expl, 1, rng).items():
+            for name, m in _maps_for_image(expl, 1, rng, feature_maps).items():
                 if name.startswith("baseline"):
                     continue
                 for mode in ("deletion", "insertion"):
-                    curve = perturbation_curve(model, x, m, a, mode=mode, steps=steps, baseline="blur")
+                    curve = perturbation_curve(model, x[0], m, a, mode=mode, steps=steps, baseline="blur")
                     deletion.setdefault(name, {}).setdefault(mode, []).append(curve.auc)
         if p < sanity_pairs:
             sanity.append(_sanity(model, bmodel, sa.image, sb.image, pre, (a, b)))
-        if log and (p + 1) % 10 == 0:
+        if log and (p + 1) % 20 == 0:
             log(f"  {p + 1}/{pairs} pairs, {time.perf_counter() - tic:.1f} s")
     summary = {}
-    for name in hits:
-        n, h = len(hits[name]), int(sum(hits[name]))
+    for name in hits["tol"]:
+        tol_rate, zero_rate = _rate(hits["tol"][name]), _rate(hits["0px"][name])
         summary[name] = {
-            "n": n, "pointing": h / n, "pointing_ci95": _wilson(h, n),
+            "n": len(hits["tol"][name]), "pointing": tol_rate["rate"], "pointing_ci95": tol_rate["ci95"],
+            "pointing_0px": zero_rate["rate"], "pointing_0px_ci95": zero_rate["ci95"],
             "energy": float(np.mean(energy[name])),
             "pointing_by_part": {part: float(np.mean(v)) for part, v in sorted(by_part[name].items())},
         }
         if name in deletion:
             summary[name]["deletion_auc"] = float(np.mean(deletion[name]["deletion"]))
             summary[name]["insertion_auc"] = float(np.mean(deletion[name]["insertion"]))
+    comparisons = []
+    for map_a, map_b in COMPARISONS:
+        if map_a in hits["tol"] and map_b in hits["tol"]:
+            comparisons.append({"a": map_a, "b": map_b,
+                                **{key: mcnemar_exact(hits[key][map_a], hits[key][map_b]) for key in tolerances}})
     return {
         "checkpoint": str(checkpoint), "baseline": None if baseline is None else str(baseline),
         "pairs": pairs, "images_scored": len(area), "images_skipped_part_occluded": skipped,
-        "dataset": f"synthbirds:{dataset_seed} test", "tolerance_px": tolerance,
-        "mean_part_area_fraction": float(np.mean(area)) if area else float("nan"),
-        "summary": summary, "deletion_pairs": deletion_pairs, "steps": steps,
+        "dataset": f"synthbirds:{dataset_seed} {split}", "split": split, "tolerance_px": tolerance,
+        "input_size": pre.input_size, "mean_part_area_fraction": float(np.mean(area)) if area else float("nan"),
+        "summary": summary, "comparisons": comparisons, "deletion_pairs": deletion_pairs, "steps": steps,
         "sanity": sanity, "records": records, "seconds": time.perf_counter() - tic,
     }
 
@@ -413,20 +498,35 @@ def _sanity(model, bmodel, image1, image2, pre, targets) -> dict[str, Any]:
 
 def results_markdown(results: dict[str, Any]) -> str:
     """A markdown table of :func:`evaluate_explanations` results."""
+    split = results.get("split", "test")
+    tol = results["tolerance_px"]
     lines = [
-        f"Explanations on {results['pairs']} SynthBirds sibling test pairs ({results['images_scored']} images "
+        f"Explanations on {results['pairs']} SynthBirds sibling {split} pairs ({results['images_scored']} images "
         f"scored, {results['images_skipped_part_occluded']} skipped: differing part fully occluded). "
         f"Target of every map: the image's true class. Mean area of the differing part: "
-        f"{100 * results['mean_part_area_fraction']:.1f}% of the image (the energy score of a uniform map).",
+        f"{100 * results['mean_part_area_fraction']:.1f}% of the image (the energy score of a uniform map). "
+        f"Pointing game at {tol:.2f} px tolerance (input {results.get('input_size', '?')} px) and at 0 px.",
         "",
-        "| map | pointing game | 95% CI | energy in part | deletion AUC (lower better) | insertion AUC |",
-        "|---|---|---|---|---|---|",
+        f"| map | pointing game, {tol:.1f} px | 95% CI | pointing game, 0 px | 95% CI | energy in part "
+        "| deletion AUC (lower better) | insertion AUC |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in sorted(results["summary"].items(), key=lambda kv: -kv[1]["pointing"]):
         lo, hi = s["pointing_ci95"]
+        lo0, hi0 = s["pointing_0px_ci95"]
         dele = f"{s['deletion_auc']:.3f}" if "deletion_auc" in s else "-"
         ins = f"{s['insertion_auc']:.3f}" if "insertion_auc" in s else "-"
-        lines.append(f"| {name} | {s['pointing']:.3f} | {lo:.2f}-{hi:.2f} | {s['energy']:.3f} | {dele} | {ins} |")
+        lines.append(f"| {name} | {s['pointing']:.3f} | {lo:.2f}-{hi:.2f} | {s['pointing_0px']:.3f} "
+                     f"| {lo0:.2f}-{hi0:.2f} | {s['energy']:.3f} | {dele} | {ins} |")
+    if results.get("comparisons"):
+        lines += ["", "Paired comparisons on the same images (McNemar's exact test, two-sided; "
+                      "'A only' = images only map A points at the part):", "",
+                  "| map A | map B | tolerance | A | B | A only | B only | p |", "|---|---|---|---|---|---|---|---|"]
+        for c in results["comparisons"]:
+            for key, label in (("tol", f"{tol:.1f} px"), ("0px", "0 px")):
+                m = c[key]
+                lines.append(f"| {c['a']} | {c['b']} | {label} | {m['rate_a']:.3f} | {m['rate_b']:.3f} "
+                             f"| {m['a_only']} | {m['b_only']} | {m['p_value']:.2g} |")
     if results["sanity"]:
         lines += ["", "Cascading randomisation (Spearman with the original map, first sanity pair; "
                       "a faithful map decorrelates as layers are randomised):", ""]
@@ -449,10 +549,16 @@ def register(subparsers) -> None:
                     "deletion / insertion AUC, and the cascading model-randomisation sanity check.")
     p.add_argument("--checkpoint", default=str(DEFAULT_APINET_CHECKPOINT))
     p.add_argument("--baseline", default=str(DEFAULT_BASELINE_CHECKPOINT), help="'none' to skip")
-    p.add_argument("--pairs", type=int, default=40)
+    p.add_argument("--pairs", type=int, default=380,
+                   help="pair p = sibling class pair p mod 19, image p // 19 of each class (380: 20 images "
+                        "of every sibling pair)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="SynthBirds split; choose a protocol on val, report test")
     p.add_argument("--out", required=True, help="output folder (results.json, results.md)")
     p.add_argument("--dataset-seed", type=int, default=0)
-    p.add_argument("--tolerance", type=float, default=0.0, help="pointing game tolerance in pixels")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="pointing game tolerance in pixels (default: 15 px at 224 px, scaled to the input "
+                        "size; 0 px is always reported as well)")
     p.add_argument("--deletion-pairs", type=int, default=4)
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--sanity-pairs", type=int, default=1)
@@ -462,7 +568,8 @@ def register(subparsers) -> None:
 
 def _cli(args) -> int:
     baseline = None if args.baseline.lower() == "none" else args.baseline
-    results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, dataset_seed=args.dataset_seed,
+    results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, split=args.split,
+                                    dataset_seed=args.dataset_seed,
                                     tolerance=args.tolerance, deletion_pairs=args.deletion_pairs,
                                     steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed)
     out = Path(args.out)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from apinet.metrics import (
-    cascading_randomization, energy_pointing_game, perturbation_curve, pointing_game, pointing_game_points,
-    spearman,
+    cascading_randomization, energy_pointing_game, evaluate_explanations, mcnemar_exact, perturbation_curve,
+    pointing_game, pointing_game_points, results_markdown, spearman, standard_tolerance,
 )
 
 
@@ -103,3 +103,74 @@ def test_spearman_and_cascading_randomisation():
     assert res.spearman["input"] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert abs(res.spearman["output"][-1]) < 0.9
     assert torch.equal(net[0].weight, net[0].weight)  # original untouched (a deep copy was randomised)
+
+
+def test_mcnemar_exact_on_hand_counts():
+    # 5 discordant images, all won by B: p = 2 * (1/2)^5
+    res = mcnemar_exact([1, 1, 0, 0, 0, 0, 0], [1, 0, 1, 1, 1, 1, 1])
+    assert (res["a_only"], res["b_only"], res["n"]) == (1, 5, 7)
+    assert res["p_value"] == pytest.approx(2 * (1 + 6) / 64)  # n = 6 discordant, min = 1
+    res = mcnemar_exact([0] * 5 + [1] * 3, [1] * 5 + [1] * 3)
+    assert res["p_value"] == pytest.approx(2 / 32)
+    assert res["rate_a"] == pytest.approx(3 / 8) and res["rate_b"] == pytest.approx(1.0)
+    # 1 vs 9 discordant: 2 * (C(10,0) + C(10,1)) / 2^10
+    res = mcnemar_exact([1] + [0] * 9 + [1] * 4, [0] + [1] * 9 + [1] * 4)
+    assert res["p_value"] == pytest.approx(2 * 11 / 1024)
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1])["p_value"] == 1.0  # no discordant pair
+    assert mcnemar_exact([1, 0], [0, 1])["p_value"] == 1.0  # symmetric, capped at 1
+    with pytest.raises(ValueError, match="equally long"):
+        mcnemar_exact([1, 0], [1])
+
+
+def test_standard_tolerance_scales_15_px_at_224():
+    assert standard_tolerance(224) == pytest.approx(15.0)
+    assert standard_tolerance(128) == pytest.approx(8.5714, abs=1e-4)
+    assert standard_tolerance(448) == pytest.approx(30.0)
+    with pytest.raises(ValueError):
+        standard_tolerance(0)
+
+
+def test_evaluate_explanations_on_the_demo_checkpoints():
+    """Two sibling pairs end to end: every map type scored at both tolerances, hits consistent with
+    the summary, the gate x activation channel equal to explain_pair's own ranking."""
+    from apinet.data.synthbirds import SynthBirds
+    from apinet.explain import (
+        DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, explain_pair, load_pair_models, preprocess_from_card,
+    )
+    from apinet.metrics import MAP_TYPES, _maps_for_image
+
+    res = evaluate_explanations(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, pairs=2, split="val",
+                                deletion_pairs=0, sanity_pairs=0, log=None)
+    assert res["tolerance_px"] == pytest.approx(15 * 128 / 224) and res["split"] == "val"
+    assert res["images_scored"] + res["images_skipped_part_occluded"] == 4
+    expected = {m for m in MAP_TYPES if "ltpa_trained" not in m}  # the demo API-Net has no LTPA head
+    assert set(res["summary"]) == expected
+    for name, s in res["summary"].items():
+        hits_tol = [v for r in res["records"] for k, v in r["hits"].items() if k.endswith(f"/{name}/tol")]
+        hits_0 = [v for r in res["records"] for k, v in r["hits"].items() if k.endswith(f"/{name}/0px")]
+        assert s["n"] == len(hits_tol) == len(hits_0) == res["images_scored"]
+        assert s["pointing"] == pytest.approx(np.mean(hits_tol))
+        assert s["pointing_0px"] == pytest.approx(np.mean(hits_0))
+        assert s["pointing_0px"] <= s["pointing"]  # a hit at 0 px is a hit at any tolerance
+    first = res["comparisons"][0]
+    assert (first["a"], first["b"]) == ("apinet_top_gated_channel", "baseline_top_channel")
+    assert first["tol"]["n"] == res["images_scored"]
+    assert "| apinet_top_gated_channel | baseline_top_channel |" in results_markdown(res)
+
+    model, card, _, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)
+    pre = preprocess_from_card(card)
+    data = SynthBirds("val", image_size=pre.resize)
+    a, b, _ = SynthBirds.sibling_pairs()[0]
+    sa, sb = data.sample(a), data.sample(b)
+    expl = explain_pair(model, sa.image, sb.image, preprocess=pre, targets=(a, b), cam_methods=())
+    by_act = explain_pair(model, sa.image, sb.image, preprocess=pre, targets=(a, b), cam_methods=(),
+                          rank_by="gate_x_activation")
+    with torch.no_grad():
+        maps = model.forward_features(torch.stack([pre(sa.image), pre(sb.image)])).numpy()
+    ours = _maps_for_image(expl, 2, np.random.default_rng(0), maps)
+    np.testing.assert_allclose(ours["apinet_top_gate_x_act_channel"], by_act.channels["apinet_gate2"].maps2[0],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours["apinet_top_activation_channel"], maps[1, int(np.argmax(expl.features2))],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="at most 380 sibling pairs"):
+        evaluate_explanations(DEFAULT_APINET_CHECKPOINT, None, pairs=381, split="val", log=None)
