@@ -25,7 +25,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -373,33 +373,129 @@ def _rate(hits: Sequence[int]) -> dict[str, Any]:
     return {"rate": h / n if n else float("nan"), "ci95": _wilson(h, n)}
 
 
-def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 380,
-                          split: str = "test", dataset_seed: int = 0, tolerance: float | None = None,
-                          deletion_pairs: int = 4, steps: int = 16, sanity_pairs: int = 1, seed: int = 0,
-                          log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Pointing / energy game on SynthBirds sibling pairs, deletion / insertion, sanity check.
+@dataclass
+class _ScoredPair:
+    """One image pair with, for each image, where the part that tells the two classes apart is."""
 
-    Pair ``p`` takes sibling class pair ``p mod 19`` (two classes that differ in exactly one part) and
-    image ``p // 19`` of each class in ``split``, so ``pairs=380`` scores all 19 sibling pairs on 20
-    images each (760 images). Every map is scored twice, at ``tolerance`` pixels (default: the
-    standard 15 px at 224 px scaled to the input size) and at 0 px, and :data:`COMPARISONS` are
-    tested pairwise with :func:`mcnemar_exact` at both.
+    image1: Any  # PIL images
+    image2: Any
+    classes: tuple[int, int]
+    indices: tuple[int, int]  # dataset indices
+    region: str  # SynthBirds part / CUB body region
+    masks: tuple[np.ndarray, np.ndarray]  # bool [input, input] each (may be empty: part not visible)
+
+
+def _synthbirds_pairs(data, pre, pairs: int) -> Iterator[_ScoredPair]:
+    """Pair p: sibling class pair p mod 19 (classes that differ in exactly one part), image p // 19."""
+    from .data.synthbirds import SynthBirds
+
+    siblings = SynthBirds.sibling_pairs()
+    if pairs > len(siblings) * data.per_class:
+        raise ValueError(f"at most {len(siblings) * data.per_class} sibling pairs in the {data.split} split, "
+                         f"asked for {pairs}")
+    for p in range(pairs):
+        a, b, part = siblings[p % len(siblings)]
+        rnd = p // len(siblings)
+        ia, ib = rnd * data.num_classes + a, rnd * data.num_classes + b
+        sa, sb = data.sample(ia), data.sample(ib)
+        yield _ScoredPair(sa.image, sb.image, (a, b), (ia, ib), part,
+                          (_mask_to_input(sa.masks[part], pre), _mask_to_input(sb.masks[part], pre)))
+
+
+def _cub_pairs(data, pre, pairs: int, radius: float) -> Iterator[_ScoredPair]:
+    """Each class a with the class b whose annotated attributes are closest (L1 over all 312), image
+    k of each; the target region is the body region in which a and b differ most
+    (:func:`~apinet.data.cub.attribute_region_distances`), located by disks of ``radius`` input
+    pixels around its visible part keypoints. Pair p: class p mod C, image p // C."""
+    from .data.cub import ATTRIBUTE_REGIONS, attribute_region_distances, read_class_attributes
+
+    attributes = read_class_attributes(data.root)
+    n_classes = len(data.classes)
+    if attributes.values.shape[0] != n_classes:
+        raise ValueError(f"CUB attributes describe {attributes.values.shape[0]} classes, the dataset has {n_classes}")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(data.labels):
+        by_class.setdefault(label, []).append(index)
+    distance = np.abs(attributes.values[:, None, :] - attributes.values[None, :, :]).sum(-1)
+    np.fill_diagonal(distance, np.inf)
+    plan = []
+    for rnd in range(max((len(v) for v in by_class.values()), default=0)):
+        for a in range(n_classes):
+            b = int(np.argmin(distance[a]))
+            if rnd < len(by_class.get(a, ())) and rnd < len(by_class.get(b, ())):
+                plan.append((a, b, by_class[a][rnd], by_class[b][rnd]))
+    if pairs > len(plan):
+        raise ValueError(f"at most {len(plan)} CUB pairs in the {data.split} split, asked for {pairs}")
+    for a, b, ia, ib in plan[:pairs]:
+        regions = attribute_region_distances(attributes, a, b)
+        region = max(regions, key=regions.get)
+        images, masks = [], []
+        for index in (ia, ib):
+            image = data.load_pil(index)
+            points = [xy for name, xy in data.parts(index).items() if name in ATTRIBUTE_REGIONS[region]]
+            images.append(image)
+            masks.append(_points_to_mask(points, image.size, pre, radius))
+        yield _ScoredPair(images[0], images[1], (a, b), (ia, ib), region, (masks[0], masks[1]))
+
+
+def _points_to_mask(points: Sequence[tuple[float, float]], size: tuple[int, int], pre, radius: float) -> np.ndarray:
+    """Disks of ``radius`` around ``(x, y)`` points of a ``size = (w, h)`` image, in the preprocessed
+    input's geometry (shorter side resized to ``pre.resize``, centre crop ``pre.input_size``)."""
+    w, h = size
+    scale = pre.resize / min(w, h)
+    left, top = (round(w * scale) - pre.input_size) // 2, (round(h * scale) - pre.input_size) // 2
+    yy, xx = np.mgrid[0:pre.input_size, 0:pre.input_size]
+    mask = np.zeros((pre.input_size, pre.input_size), dtype=bool)
+    for x, y in points:
+        # pixel (col, row) covers [col, col + 1): its centre is col + 0.5
+        cx, cy = x * scale - left - 0.5, y * scale - top - 0.5
+        mask |= (xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2
+    return mask
+
+
+def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 380,
+                          data: str = "synthbirds", split: str = "test", tolerance: float | None = None,
+                          part_radius: float | None = None, deletion_pairs: int = 4, steps: int = 16,
+                          sanity_pairs: int = 1, seed: int = 0,
+                          log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Pointing / energy game against the part that tells a pair's classes apart, deletion /
+    insertion, sanity check.
+
+    ``data``: ``"synthbirds[:SEED]"``: pair ``p`` takes sibling class pair ``p mod 19`` (two classes
+    that differ in exactly one part) and image ``p // 19`` of each class, so ``pairs=380`` scores all
+    19 sibling pairs on 20 images each (760 images); the target is the part's pixel mask.
+    ``"cub:PATH"``: every class with its nearest class by annotated attributes; the target is the body
+    region they differ in most, as disks of ``part_radius`` (default: the standard tolerance) around
+    its visible keypoints. Every map is scored at ``tolerance`` pixels (default: the standard 15 px at
+    224 px scaled to the input size) and at 0 px, and :data:`COMPARISONS` are tested pairwise with
+    :func:`mcnemar_exact` at both.
     """
     import torch
 
-    from .data.synthbirds import SynthBirds
+    from .data import build_dataset
     from .explain import explain_pair, load_pair_models, preprocess_from_card
 
     model, card, bmodel, _ = load_pair_models(checkpoint, baseline)
     pre = preprocess_from_card(card)
-    tolerance = standard_tolerance(pre.input_size) if tolerance is None else float(tolerance)
+    standard = standard_tolerance(pre.input_size)
+    tolerance = standard if tolerance is None else float(tolerance)
     tolerances = {"tol": tolerance, "0px": 0.0}
-    data = SynthBirds(split, seed=dataset_seed, image_size=pre.resize)
-    siblings = SynthBirds.sibling_pairs()
-    n_classes = data.num_classes
-    if pairs > len(siblings) * data.per_class:
-        raise ValueError(f"at most {len(siblings) * data.per_class} sibling pairs in the {split} split, "
-                         f"asked for {pairs}")
+    kind = data.split(":", 1)[0].strip().lower()
+    if kind == "synthbirds":
+        dataset = build_dataset(data, split, image_size=pre.resize)
+        source = _synthbirds_pairs(dataset, pre, pairs)
+        part_radius = None
+    elif kind == "cub":
+        dataset = build_dataset(data, split)
+        part_radius = standard if part_radius is None else float(part_radius)
+        source = _cub_pairs(dataset, pre, pairs, part_radius)
+    else:
+        raise ValueError(f"evaluate-explanations needs part annotations: data 'synthbirds[:SEED]' or 'cub:PATH', "
+                         f"got {data!r}")
+    n_classes = len(dataset.classes)
+    head = model.fc.out_features if hasattr(model, "fc") else n_classes
+    if head != n_classes:
+        raise ValueError(f"{checkpoint} has {head} classes, {data} has {n_classes}: use a checkpoint trained on it")
     rng = np.random.default_rng(seed)
     hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}
     energy: dict[str, list[float]] = {}
@@ -410,19 +506,15 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     deletion: dict[str, dict[str, list[float]]] = {}
     sanity: list[dict[str, Any]] = []
     tic = time.perf_counter()
-    for p in range(pairs):
-        a, b, part = siblings[p % len(siblings)]
-        rnd = p // len(siblings)
-        ia, ib = rnd * n_classes + a, rnd * n_classes + b
-        sa, sb = data.sample(ia), data.sample(ib)
-        expl = explain_pair(model, sa.image, sb.image, bmodel, preprocess=pre, targets=(a, b), k=5,
-                            cam_methods=("gradcam",), class_names=data.classes)
+    for p, pair in enumerate(source):
+        a, b = pair.classes
+        expl = explain_pair(model, pair.image1, pair.image2, bmodel, preprocess=pre, targets=(a, b), k=5,
+                            cam_methods=("gradcam",), class_names=dataset.classes)
         with torch.no_grad():
-            x = torch.stack([pre(sa.image), pre(sb.image)]).to(next(model.parameters()).device)
+            x = torch.stack([pre(pair.image1), pre(pair.image2)]).to(next(model.parameters()).device)
             feature_maps = model.forward_features(x).float().cpu().numpy()
-        record = {"pair": [int(ia), int(ib)], "classes": [a, b], "part": part, "hits": {}}
-        for i, sample in ((1, sa), (2, sb)):
-            mask = _mask_to_input(sample.masks[part], pre)
+        record = {"pair": [int(i) for i in pair.indices], "classes": [a, b], "part": pair.region, "hits": {}}
+        for i, mask in ((1, pair.masks[0]), (2, pair.masks[1])):
             if not mask.any():
                 skipped += 1
                 continue
@@ -433,7 +525,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                     hits[key].setdefault(name, []).append(hit)
                     record["hits"][f"{i}/{name}/{key}"] = bool(hit)
                 energy.setdefault(name, []).append(energy_pointing_game(m, mask))
-                by_part.setdefault(name, {}).setdefault(part, []).append(hits["tol"][name][-1])
+                by_part.setdefault(name, {}).setdefault(pair.region, []).append(hits["tol"][name][-1])
         records.append(record)
         if p < deletion_pairs:
             for name, m in _maps_for_image(expl, 1, rng, feature_maps).items():
@@ -443,7 +535,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                     curve = perturbation_curve(model, x[0], m, a, mode=mode, steps=steps, baseline="blur")
                     deletion.setdefault(name, {}).setdefault(mode, []).append(curve.auc)
         if p < sanity_pairs:
-            sanity.append(_sanity(model, bmodel, sa.image, sb.image, pre, (a, b)))
+            sanity.append(_sanity(model, bmodel, pair.image1, pair.image2, pre, (a, b)))
         if log and (p + 1) % 20 == 0:
             log(f"  {p + 1}/{pairs} pairs, {time.perf_counter() - tic:.1f} s")
     summary = {}
@@ -466,8 +558,9 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     return {
         "checkpoint": str(checkpoint), "baseline": None if baseline is None else str(baseline),
         "pairs": pairs, "images_scored": len(area), "images_skipped_part_occluded": skipped,
-        "dataset": f"synthbirds:{dataset_seed} {split}", "split": split, "tolerance_px": tolerance,
-        "input_size": pre.input_size, "mean_part_area_fraction": float(np.mean(area)) if area else float("nan"),
+        "dataset": f"{data} {split}", "data": data, "split": split, "tolerance_px": tolerance,
+        "part_radius_px": part_radius, "input_size": pre.input_size,
+        "mean_part_area_fraction": float(np.mean(area)) if area else float("nan"),
         "summary": summary, "comparisons": comparisons, "deletion_pairs": deletion_pairs, "steps": steps,
         "sanity": sanity, "records": records, "seconds": time.perf_counter() - tic,
     }
@@ -498,11 +591,17 @@ def _sanity(model, bmodel, image1, image2, pre, targets) -> dict[str, Any]:
 
 def results_markdown(results: dict[str, Any]) -> str:
     """A markdown table of :func:`evaluate_explanations` results."""
-    split = results.get("split", "test")
     tol = results["tolerance_px"]
+    data = results.get("data", "synthbirds")
+    if data.startswith("cub"):
+        what = (f"{results['pairs']} CUB-200-2011 {results['split']} pairs (each class with its nearest class by "
+                f"annotated attributes; target: disks of {results['part_radius_px']:.1f} px around the keypoints of "
+                f"the body region they differ in most)")
+    else:
+        what = f"{results['pairs']} SynthBirds sibling {results.get('split', 'test')} pairs"
     lines = [
-        f"Explanations on {results['pairs']} SynthBirds sibling {split} pairs ({results['images_scored']} images "
-        f"scored, {results['images_skipped_part_occluded']} skipped: differing part fully occluded). "
+        f"Explanations on {what} ({results['images_scored']} images "
+        f"scored, {results['images_skipped_part_occluded']} skipped: differing part not visible). "
         f"Target of every map: the image's true class. Mean area of the differing part: "
         f"{100 * results['mean_part_area_fraction']:.1f}% of the image (the energy score of a uniform map). "
         f"Pointing game at {tol:.2f} px tolerance (input {results.get('input_size', '?')} px) and at 0 px.",
@@ -552,10 +651,15 @@ def register(subparsers) -> None:
     p.add_argument("--pairs", type=int, default=380,
                    help="pair p = sibling class pair p mod 19, image p // 19 of each class (380: 20 images "
                         "of every sibling pair)")
+    p.add_argument("--data", default="synthbirds",
+                   help="'synthbirds[:SEED]' (part masks) or 'cub:PATH' (CUB-200-2011 with its attributes and "
+                        "part locations); the checkpoint must be trained on the same classes")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
-                   help="SynthBirds split; choose a protocol on val, report test")
+                   help="choose a protocol on val (SynthBirds), report test (CUB has train / test only)")
+    p.add_argument("--part-radius", type=float, default=None,
+                   help="CUB: radius in input pixels of the disk around each part keypoint (default: the "
+                        "standard tolerance)")
     p.add_argument("--out", required=True, help="output folder (results.json, results.md)")
-    p.add_argument("--dataset-seed", type=int, default=0)
     p.add_argument("--tolerance", type=float, default=None,
                    help="pointing game tolerance in pixels (default: 15 px at 224 px, scaled to the input "
                         "size; 0 px is always reported as well)")
@@ -568,9 +672,8 @@ def register(subparsers) -> None:
 
 def _cli(args) -> int:
     baseline = None if args.baseline.lower() == "none" else args.baseline
-    results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, split=args.split,
-                                    dataset_seed=args.dataset_seed,
-                                    tolerance=args.tolerance, deletion_pairs=args.deletion_pairs,
+    results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, data=args.data, split=args.split,
+                                    tolerance=args.tolerance, part_radius=args.part_radius, deletion_pairs=args.deletion_pairs,
                                     steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

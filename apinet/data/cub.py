@@ -7,6 +7,11 @@ Expected layout (``CUB_200_2011.tgz`` extracted; pass this folder or its parent)
       parts/parts.txt  parts/part_locs.txt
       images/001.Black_footed_Albatross/Black_Footed_Albatross_0001_796111.jpg ...
 
+For explanation metrics, :func:`read_class_attributes` reads the class-level attribute annotations
+(``attributes/class_attribute_labels_continuous.txt`` and ``attributes.txt``, which the tarball puts
+beside ``CUB_200_2011/``), and :func:`attribute_region_distances` tells which body region (beak,
+wing, crown, ...) two species differ in most, with the annotated parts that locate that region.
+
 A missing or partially extracted folder raises one :class:`DatasetError` listing every missing index
 file and how many listed images are missing (with the first few), instead of failing later on the
 first absent file. Unreadable images follow the ``on_error`` policy of
@@ -25,7 +30,10 @@ from PIL import Image
 from apinet.data.base import DatasetError, FileImageDataset, OnError, readable_class_name
 from apinet.data.images import DEFAULT_MAX_PIXELS
 
-__all__ = ["CUB200", "CUB_FOLDER", "CUB_INDEX_FILES"]
+__all__ = [
+    "ATTRIBUTE_REGIONS", "CUB200", "CUB_FOLDER", "CUB_INDEX_FILES", "ClassAttributes", "attribute_region_distances",
+    "read_class_attributes",
+]
 
 CUB_FOLDER = "CUB_200_2011"
 CUB_INDEX_FILES: tuple[str, ...] = (
@@ -39,6 +47,106 @@ CUB_INDEX_FILES: tuple[str, ...] = (
 )
 _SPLITS = ("train", "test")
 _MISSING_EXAMPLES = 5
+
+
+#: Body regions of CUB's 28 attribute groups ("has_bill_shape", "has_upper_tail_color", ...), keyed by
+#: the word between "has_" and the last "_shape" / "_color" / "_pattern" / "_length", with the
+#: annotated parts (parts/parts.txt) that locate each region. Size, shape and primary colour describe
+#: the whole bird and have no region.
+ATTRIBUTE_REGIONS: dict[str, tuple[str, ...]] = {
+    "bill": ("beak",),
+    "wing": ("left wing", "right wing"),
+    "upperparts": ("back", "nape"),
+    "underparts": ("breast", "belly", "throat"),
+    "breast": ("breast",),
+    "back": ("back",),
+    "tail": ("tail",),
+    "upper_tail": ("tail",),
+    "under_tail": ("tail",),
+    "head": ("crown", "forehead", "nape", "left eye", "right eye"),
+    "throat": ("throat",),
+    "eye": ("left eye", "right eye"),
+    "forehead": ("forehead",),
+    "nape": ("nape",),
+    "belly": ("belly",),
+    "leg": ("left leg", "right leg"),
+    "crown": ("crown",),
+}
+_WHOLE_BIRD_GROUPS = ("size", "shape", "primary")
+_ATTRIBUTE_FILES = ("attributes/class_attribute_labels_continuous.txt", "attributes.txt")
+
+
+@dataclass
+class ClassAttributes:
+    """CUB's class-level attributes: ``values[c, a]`` = share (0-1) of class c's images with attribute a."""
+
+    names: list[str]  # 312 names such as "has_bill_shape::dagger"
+    values: Any  # numpy [C, A]
+
+    def groups(self) -> dict[str, list[int]]:
+        """Attribute group ("has_bill_shape") -> column indices."""
+        out: dict[str, list[int]] = {}
+        for column, name in enumerate(self.names):
+            out.setdefault(name.split("::", 1)[0], []).append(column)
+        return out
+
+
+def _region_of(group: str) -> str | None:
+    word = group.removeprefix("has_")
+    for suffix in ("_shape", "_color", "_pattern", "_length"):
+        if word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    if word in _WHOLE_BIRD_GROUPS:
+        return None
+    if word not in ATTRIBUTE_REGIONS:
+        raise DatasetError(f"unknown CUB attribute group {group!r} (expected one of the 28 groups of attributes.txt)")
+    return word
+
+
+def read_class_attributes(root: str | os.PathLike) -> ClassAttributes:
+    """Read ``attributes/class_attribute_labels_continuous.txt`` and ``attributes.txt`` (looked for in
+    ``attributes/``, the CUB folder and its parent, where the tarball puts it)."""
+    import numpy as np
+
+    root = _resolve_root(Path(root).expanduser())
+    values_path = root / _ATTRIBUTE_FILES[0]
+    candidates = [root / "attributes" / "attributes.txt", root / "attributes.txt", root.parent / "attributes.txt"]
+    names_path = next((c for c in candidates if c.is_file()), None)
+    missing = ([] if values_path.is_file() else [str(values_path)]) + (
+        [" or ".join(str(c) for c in candidates)] if names_path is None else [])
+    if missing:
+        raise DatasetError("CUB-200-2011 attribute files missing: " + "; ".join(missing)
+                           + ". They come with CUB_200_2011.tgz (attributes.txt sits beside CUB_200_2011/).")
+    names = [name for _, name in _rows(names_path.parent, names_path.name, 2, lambda f: (int(f[0]), f[1]))]
+    try:
+        values = np.loadtxt(values_path, ndmin=2, dtype=np.float64) / 100.0
+    except ValueError as error:
+        raise DatasetError(f"{values_path}: not a table of numbers ({error})") from None
+    if values.shape[1] != len(names):
+        raise DatasetError(f"{values_path} has {values.shape[1]} columns, {names_path} names {len(names)} attributes")
+    return ClassAttributes(names=names, values=values)
+
+
+def attribute_region_distances(attributes: ClassAttributes, class_a: int, class_b: int) -> dict[str, float]:
+    """How much two classes (0-based rows) differ per body region, in [0, 1].
+
+    Per attribute group the two classes' attribute shares are normalised to distributions and compared
+    by total variation distance; a region takes the largest distance of its groups. Groups that
+    describe the whole bird (size, shape, primary colour) are left out.
+    """
+    import numpy as np
+
+    out: dict[str, float] = {}
+    for group, columns in attributes.groups().items():
+        region = _region_of(group)
+        if region is None:
+            continue
+        pa, pb = attributes.values[class_a, columns], attributes.values[class_b, columns]
+        pa = pa / pa.sum() if pa.sum() > 0 else np.full(len(columns), 1.0 / len(columns))
+        pb = pb / pb.sum() if pb.sum() > 0 else np.full(len(columns), 1.0 / len(columns))
+        out[region] = max(out.get(region, 0.0), float(0.5 * np.abs(pa - pb).sum()))
+    return out
 
 
 @dataclass
