@@ -86,7 +86,7 @@ def evaluate_checkpoint(
     data = data or dataset_card.get("spec")
     if not data:
         raise ValueError("--data is required: the model card names no dataset")
-    preprocess = Preprocess.from_dict(card["preprocess"]) if card.get("preprocess") else Preprocess(448, 512)
+    preprocess = Preprocess.from_card(card)
     kwargs = _dataset_kwargs(data, {"image_size": dataset_card.get("image_size")}, split)
     dataset = build_dataset(data, split, preprocess.transform(False), **kwargs)
     names = list(card.get("class_names") or dataset.classes)

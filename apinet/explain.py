@@ -361,12 +361,11 @@ def _locked_eval(models: Sequence[nn.Module]) -> Iterator[None]:
 
 
 def preprocess_from_card(card: dict[str, Any] | None):
-    """The :class:`~apinet.data.transforms.Preprocess` stored in a model card (128 px if none)."""
+    """The :class:`~apinet.data.transforms.Preprocess` a model card records
+    (:meth:`Preprocess.from_card <apinet.data.transforms.Preprocess.from_card>`)."""
     from .data.transforms import Preprocess
 
-    if card and card.get("preprocess"):
-        return Preprocess.from_dict(card["preprocess"])
-    return Preprocess(128)
+    return Preprocess.from_card(card)
 
 
 def _to_tensor(image: ImageInput, preprocess, name: str) -> Tensor:
@@ -682,7 +681,10 @@ def explain_pair(
         _cam_method(method)
     if rank_by not in ("gate", "gate_x_activation"):
         raise ValueError(f"rank_by must be 'gate' or 'gate_x_activation', got {rank_by!r}")
-    preprocess = preprocess if preprocess is not None else preprocess_from_card(None)
+    if preprocess is None:  # models passed without a card: the demo checkpoints' 128 px
+        from .data.transforms import Preprocess
+
+        preprocess = Preprocess(128)
     timings: dict[str, float] = {}
     tic = time.perf_counter()
     t1_img = _to_tensor(image1, preprocess, "image1")

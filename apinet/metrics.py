@@ -16,7 +16,9 @@
   :func:`cascading_randomization`.
 
 ``python -m apinet evaluate-explanations`` runs all of them on SynthBirds sibling pairs (classes
-that differ in exactly one part): does the map of image A point at the part that tells A from B?
+that differ in exactly one part, scored against the part's pixel mask) or on CUB-200-2011 (each
+species with its nearest species by annotated attributes, scored against the keypoints of the body
+region they differ in most): does the map of image A point at the part that tells A from B?
 """
 
 from __future__ import annotations
@@ -643,9 +645,10 @@ def register(subparsers) -> None:
     from .explain import DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT
 
     p = subparsers.add_parser(
-        "evaluate-explanations", help="score explanation maps on SynthBirds sibling pairs (pointing game, ...)",
-        description="Pointing / energy game against the differing part of SynthBirds sibling pairs, "
-                    "deletion / insertion AUC, and the cascading model-randomisation sanity check.")
+        "evaluate-explanations", help="score explanation maps on SynthBirds or CUB pairs (pointing game, ...)",
+        description="Pointing / energy game against the part that tells a pair's classes apart (SynthBirds "
+                    "sibling pairs, or CUB-200-2011 species pairs by annotated attributes), McNemar tests "
+                    "between maps, deletion / insertion AUC, and the cascading model-randomisation sanity check.")
     p.add_argument("--checkpoint", default=str(DEFAULT_APINET_CHECKPOINT))
     p.add_argument("--baseline", default=str(DEFAULT_BASELINE_CHECKPOINT), help="'none' to skip")
     p.add_argument("--pairs", type=int, default=380,

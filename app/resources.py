@@ -138,9 +138,8 @@ def load_checkpoint(path: str, sha256: str) -> LoadedModel:
 
     del sha256  # only part of the cache key; load_model verifies the hash itself
     model, card = load_model(path)
-    spec = card.get("preprocess") or {"input_size": 224}
     names = card.get("class_names") or [f"class {i}" for i in range(model.num_classes)]
-    return LoadedModel(model=model, card=card, preprocess=Preprocess.from_dict(spec), class_names=list(names))
+    return LoadedModel(model=model, card=card, preprocess=Preprocess.from_card(card), class_names=list(names))
 
 
 # ----------------------------------------------------------------------------------------------

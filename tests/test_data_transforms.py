@@ -75,3 +75,11 @@ def test_build_dataset_specs():
         build_dataset("cub:", "train")
     with pytest.raises(DatasetError, match="split"):
         build_dataset("synthbirds", "validation")
+
+
+def test_preprocess_from_card_and_its_one_fallback():
+    card = {"preprocess": {"input_size": 128, "resize": 144}}
+    assert Preprocess.from_card(card) == Preprocess(128, 144)
+    for cardless in (None, {}, {"preprocess": None}):
+        with pytest.warns(UserWarning, match="records no preprocessing; using resize 256, centre crop 224"):
+            assert Preprocess.from_card(cardless) == Preprocess(224, 256)

@@ -7,6 +7,7 @@ test-time pipeline in a model card so a checkpoint is always fed the way it was 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +29,9 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 PAPER_INPUT_SIZE = 448
 PAPER_RESIZE = 512
+#: Preprocess.from_card's fallback for a card that records none (torchvision's ImageNet convention).
+CARDLESS_INPUT_SIZE = 224
+CARDLESS_RESIZE = 256
 
 
 def build_transforms(
@@ -116,6 +120,22 @@ class Preprocess:
             "mean": list(self.mean),
             "std": list(self.std),
         }
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any] | None) -> "Preprocess":
+        """The preprocessing a model card records (``train`` always writes it).
+
+        A card without one (a checkpoint saved by hand) gets the torchvision ImageNet convention,
+        resize 256 / crop 224, with a warning that says so: the one fallback of the CLI, the app and
+        the explanation code.
+        """
+        if card and card.get("preprocess"):
+            return cls.from_dict(card["preprocess"])
+        warnings.warn(
+            "the model card records no preprocessing; using resize 256, centre crop 224, ImageNet mean/std "
+            "(save checkpoints with preprocess=Preprocess(...).to_dict() to fix this)",
+            UserWarning, stacklevel=2)
+        return cls(CARDLESS_INPUT_SIZE, CARDLESS_RESIZE)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Preprocess":
