@@ -141,6 +141,9 @@ def register(subparsers) -> None:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=S,
                    help="ImageNet weights from the local torch hub cache (never downloaded)")
     p.add_argument("--weights", default=S, help="trunk weights file (implies --pretrained)")
+    p.add_argument("--init-trunk", default=S,
+                   help="start the trunk from a trained project checkpoint (e.g. the baseline's best.safetensors): "
+                        "the offline stand-in for pretrained weights; combine with --freeze-epochs")
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--out", default=S, help="run directory (default runs/<model>-<time>)")
     p.add_argument("--resume", default=S, help="run directory or its last checkpoint")
@@ -167,6 +170,7 @@ _GENERIC = {
     "ltpa_aggregate": "concat",
     "a2": None,
     "weights": None,
+    "init_trunk": None,
     "seed": 0,
     "out": None,
     "resume": None,
@@ -244,15 +248,43 @@ def _model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_train_model(config: dict[str, Any], num_classes: int) -> nn.Module:
+def build_train_model(config: dict[str, Any], num_classes: int, *, init: bool = True) -> nn.Module:
+    """The model of a recipe; ``init=False`` skips ``--init-trunk`` (a resumed run loads its own state)."""
     cls = APINet if config["model"] == "apinet" else Baseline
-    return cls(
+    model = cls(
         config["backbone"],
         num_classes,
         pretrained=bool(config["pretrained"]),
         weights_path=config["weights"],
         **_model_kwargs(config),
     )
+    if init and config.get("init_trunk"):
+        init_trunk_from(model, config["init_trunk"])
+    return model
+
+
+def init_trunk_from(model: nn.Module, checkpoint: str | Path) -> None:
+    """Copy the trunk (stem, stages, tail) of a trained project checkpoint into ``model``.
+
+    Two-stage fine-tuning: e.g. API-Net started from the baseline's trained trunk, the way the paper
+    starts from ImageNet weights. The checkpoint is loaded with :func:`load_model` (hash-checked,
+    never unpickled); a different backbone or output stride is a ``ValueError`` naming both.
+    """
+    from .checkpoint import load_model
+
+    source, card = load_model(checkpoint)
+    mine, theirs = model.config, card["config"]
+    for key in ("backbone", "output_stride"):
+        if mine.get(key) != theirs.get(key):
+            raise ValueError(f"--init-trunk {checkpoint}: its {key} is {theirs.get(key)!r}, this recipe's is "
+                             f"{mine.get(key)!r}")
+    parts = ("stem.", "stages.", "tail.")
+    state = {k: v for k, v in source.trunk.state_dict().items() if k.startswith(parts)}
+    missing, unexpected = model.trunk.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k.startswith(parts)]
+    if missing or unexpected:  # cannot happen for equal backbone + stride; guards future trunk changes
+        raise ValueError(f"--init-trunk {checkpoint}: trunk weights do not fit ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected)")
 
 
 def _dataset_kwargs(spec: str, config: dict[str, Any], split: str) -> dict[str, Any]:
@@ -552,7 +584,7 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     seed = int(config["seed"])
     torch.manual_seed(seed + dist_info.rank)
     random.seed(seed + dist_info.rank)
-    model = build_train_model(config, num_classes).to(device)
+    model = build_train_model(config, num_classes, init=resume_state is None).to(device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_set = SeededTransformDataset(train_raw, pre_train.transform(True), seed + 7919 * dist_info.rank)

@@ -160,3 +160,24 @@ def test_cli_errors_exit_2_with_one_line(argv, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+
+
+def test_init_trunk_copies_a_trained_checkpoints_trunk(tmp_path):
+    """--init-trunk: API-Net starts from the baseline's trunk (and only its trunk); the recipe's own
+    classifier and interaction stay freshly initialised; another output stride is refused."""
+    from apinet import Baseline, save_checkpoint
+    from apinet.train import build_train_model
+
+    torch.manual_seed(3)
+    source = Baseline("resnet18", 20, output_stride=32)
+    path = save_checkpoint(source, tmp_path / "base.safetensors", class_names=[str(i) for i in range(20)])
+    config = tiny_config(tmp_path / "run", init_trunk=str(path))
+    model = build_train_model(config, 20)
+    for (name, mine), theirs in zip(model.trunk.state_dict().items(), source.trunk.state_dict().values()):
+        assert torch.equal(mine, theirs), name
+    torch.manual_seed(4)
+    fresh = build_train_model(config, 20, init=False)  # what a resumed run builds before loading its state
+    assert not torch.equal(fresh.trunk.stem[0].weight, source.trunk.stem[0].weight)
+    assert model.fc.weight.shape == (20, 512) and hasattr(model, "mutual")
+    with pytest.raises(ValueError, match=r"output_stride is 32, this recipe's is 16"):
+        build_train_model(tiny_config(tmp_path / "run2", init_trunk=str(path), output_stride=16), 20)
