@@ -248,6 +248,11 @@ def _model_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+#: The trunk's own layers (what pretrained weights or ``--init-trunk`` provide and ``--freeze-epochs``
+#: freezes), as key prefixes under ``model.trunk``; inserted A^2 blocks (``inserts.``) are new layers.
+TRUNK_PARTS = ("stem.", "stages.", "tail.")
+
+
 def build_train_model(config: dict[str, Any], num_classes: int, *, init: bool = True) -> nn.Module:
     """The model of a recipe; ``init=False`` skips ``--init-trunk`` (a resumed run loads its own state)."""
     cls = APINet if config["model"] == "apinet" else Baseline
@@ -278,10 +283,9 @@ def init_trunk_from(model: nn.Module, checkpoint: str | Path) -> None:
         if mine.get(key) != theirs.get(key):
             raise ValueError(f"--init-trunk {checkpoint}: its {key} is {theirs.get(key)!r}, this recipe's is "
                              f"{mine.get(key)!r}")
-    parts = ("stem.", "stages.", "tail.")
-    state = {k: v for k, v in source.trunk.state_dict().items() if k.startswith(parts)}
+    state = {k: v for k, v in source.trunk.state_dict().items() if k.startswith(TRUNK_PARTS)}
     missing, unexpected = model.trunk.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k.startswith(parts)]
+    missing = [k for k in missing if k.startswith(TRUNK_PARTS)]
     if missing or unexpected:  # cannot happen for equal backbone + stride; guards future trunk changes
         raise ValueError(f"--init-trunk {checkpoint}: trunk weights do not fit ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected)")
@@ -403,7 +407,8 @@ def _lr_lambda(total_steps: int, warmup_steps: int, freeze_steps: int = 0):
 
 def build_optimizer(model: nn.Module, config: dict[str, Any], steps_per_epoch: int):
     # Pretrained trunk parameters (frozen for --freeze-epochs); inserted A^2 blocks are new layers.
-    trunk_params = [p for n, p in model.named_parameters() if n.startswith(("trunk.stem", "trunk.stages", "trunk.tail"))]
+    trunk_prefixes = tuple(f"trunk.{part}" for part in TRUNK_PARTS)
+    trunk_params = [p for n, p in model.named_parameters() if n.startswith(trunk_prefixes)]
     trunk_ids = {id(p) for p in trunk_params}
     head_params = [p for p in model.parameters() if id(p) not in trunk_ids]
     groups = [{"params": trunk_params}, {"params": head_params}]
