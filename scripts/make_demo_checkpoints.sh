@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Rebuild the demo checkpoints in assets/checkpoints/ with the project's own commands:
-# train each model with the demo preset, evaluate it on the SynthBirds test split, and export a
-# float16 copy whose model card carries the test metrics. Variants (LTPA, A^2) are trained the same
-# way for the README's comparison table but stay in runs/.
-#   bash scripts/make_demo_checkpoints.sh            # API-Net, baseline, two-stage API-Net (about 32 min on 2 CPU cores)
-#   bash scripts/make_demo_checkpoints.sh variants   # also API-Net + LTPA and API-Net + A^2
+# Rebuild the demo checkpoints in assets/checkpoints/ with the project's own commands: train each
+# model with the demo preset (EfficientNet-Lite0, ImageNet weights from the offline package, trunk
+# frozen for the first epoch, then fine-tuned), evaluate it on the SynthBirds test split, and export a
+# float16 copy whose model card carries the test metrics. Variants (LTPA, A^2, the first from-scratch
+# ResNet-18 demo) are trained the same way for the README's comparison tables but stay in runs/.
+#   bash scripts/make_demo_checkpoints.sh            # API-Net and baseline (about 25 min each on 2 CPU cores)
+#   bash scripts/make_demo_checkpoints.sh variants   # also API-Net + LTPA, API-Net + A^2, from-scratch ResNet-18
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${APINET_RUNS_DIR:-runs}
@@ -26,11 +27,9 @@ PY
 
 train_eval demo-apinet assets/checkpoints/apinet_synthbirds.safetensors --model apinet
 train_eval demo-baseline assets/checkpoints/baseline_synthbirds.safetensors --model baseline
-# Two-stage API-Net: the baseline's trained trunk stands in for ImageNet weights (frozen for 2 epochs,
-# as the official code freezes the pretrained trunk first), then 3 epochs with all layers.
-train_eval demo-apinet-twostage assets/checkpoints/apinet_twostage_synthbirds.safetensors --model apinet \
-  --init-trunk assets/checkpoints/baseline_synthbirds.safetensors --freeze-epochs 2 --epochs 5
 if [ "${1:-}" = variants ]; then
-  train_eval demo-apinet-ltpa "" --model apinet --ltpa layer3,layer4
-  train_eval demo-apinet-a2 "" --model apinet --a2 layer3,layer4
+  train_eval demo-apinet-ltpa "" --model apinet --ltpa stage3,stage4
+  train_eval demo-apinet-a2 "" --model apinet --a2 stage3,stage4
+  train_eval demo-scratch-apinet "" --preset demo-scratch --model apinet
+  train_eval demo-scratch-baseline "" --preset demo-scratch --model baseline
 fi

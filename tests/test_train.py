@@ -182,3 +182,36 @@ def test_init_trunk_copies_a_trained_checkpoints_trunk(tmp_path):
     assert hasattr(model, "mutual")
     with pytest.raises(ValueError, match=r"output_stride is 32, this recipe's is 16"):
         build_train_model(tiny_config(tmp_path / "run2", init_trunk=str(path), output_stride=16), 20)
+
+
+def test_frozen_trunk_gets_no_step_no_decay_and_no_optimizer_state(tmp_path):
+    """--freeze-epochs freezes as the official code does: until the trunk is released its weights stay
+    as initialised (SGD weight decay included) and it has no momentum; resume across the boundary is
+    exact."""
+    from apinet.train import build_train_model, trunk_parameters
+
+    recipe = dict(freeze_epochs=1, weight_decay=0.05, momentum=0.9)
+    train(tiny_config(tmp_path / "split", max_steps=5, **recipe))  # exactly the frozen epoch
+    half = load_state(tmp_path / "split" / STATE_FILE)
+    torch.manual_seed(0)
+    initial = build_train_model(tiny_config(tmp_path / "x", **recipe), 20)
+    trunk_keys = [k for k in initial.state_dict() if k.startswith("trunk.") and "running" not in k
+                  and "num_batches" not in k]
+    for key in trunk_keys:
+        assert torch.equal(half["model"][key], initial.state_dict()[key]), key
+    groups = half["optimizer"]["param_groups"]
+    trunk_ids, head_ids = set(groups[0]["params"]), set(groups[1]["params"])
+    assert len(trunk_ids) == len(trunk_parameters(initial))
+    state = half["optimizer"]["state"]
+    assert not trunk_ids & set(state)  # no momentum buffer for any trunk parameter
+    assert head_ids <= set(state)
+    # released at step 6: the trunk moves and its momentum starts from its first gradient
+    train(tiny_config(tmp_path / "ignored", resume=str(tmp_path / "split"), out=None, max_steps=6, **recipe))
+    after = load_state(tmp_path / "split" / STATE_FILE)
+    assert trunk_ids <= set(after["optimizer"]["state"])
+    assert any(not torch.equal(after["model"][k], initial.state_dict()[k]) for k in trunk_keys)
+    # resumed across the boundary == straight through it
+    train(tiny_config(tmp_path / "straight", max_steps=6, **recipe))
+    straight = load_state(tmp_path / "straight" / STATE_FILE)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, after["model"][key]), key
