@@ -24,10 +24,13 @@ from torch import nn
 from ._io import atomic_write
 from .model import build_model
 
-__all__ = ["CARD_FORMAT", "CheckpointError", "card_path", "load_card", "load_model", "save_checkpoint"]
+__all__ = ["CARD_FORMAT", "EXTRA_PREFIX", "CheckpointError", "card_path", "load_card", "load_model", "save_checkpoint"]
 
 CARD_FORMAT = "apinet-explorer/1"
 _MAX_HEADER = 100 * 1024 * 1024
+#: Tensors stored beside the model's own (e.g. ``reference.bank``, see :mod:`apinet.ood`): covered by
+#: the card's hash, ignored when the model is built.
+EXTRA_PREFIX = "reference."
 
 
 class CheckpointError(ValueError):
@@ -57,11 +60,13 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None, **card: Any) -> Path:
+def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None,
+                    extra_tensors: dict[str, torch.Tensor] | None = None, **card: Any) -> Path:
     """Write ``model``'s weights (optionally cast to ``dtype``, e.g. float16) and its model card.
 
     Keyword arguments go into the card as they are (class_names, preprocess, recipe, metrics, ...);
-    they must be JSON-serialisable.  Returns the path of the weights file.
+    they must be JSON-serialisable. ``extra_tensors`` (keys starting with ``reference.``) are stored in
+    the same file. Returns the path of the weights file.
     """
     from safetensors.torch import save_file
 
@@ -75,6 +80,11 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | 
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         state[key] = tensor
+    for key, tensor in (extra_tensors or {}).items():
+        if not key.startswith(EXTRA_PREFIX):
+            raise ValueError(f"extra tensor names must start with {EXTRA_PREFIX!r}, got {key!r}")
+        tensor = tensor.detach().to("cpu").contiguous()
+        state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
     config = model.config
     atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": CARD_FORMAT}))
     full_card = {
@@ -165,6 +175,7 @@ def load_model(
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{card_path(weights)}: model card describes no buildable model ({exc})") from None
     expected = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ class EvaluationResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        extra = {k: v for k, v in self.extra.items() if k != "reference"}  # the object goes into the export
+        data = asdict(self.__class__(**{**self.__dict__, "extra": {}}))
         if data["ltpa_top1"] is None:
             del data["ltpa_top1"]
-        extra = data.pop("extra")
+        data.pop("extra")
         return {**data, **extra}
 
 
@@ -68,6 +70,38 @@ def summarize(pred: torch.Tensor, target: torch.Tensor, class_names: list[str]) 
     }
 
 
+def checkpoint_dataset(card: dict[str, Any], data: str | None, split: str, *, per_class: int | None = None):
+    """A split of the checkpoint's dataset (or ``data``), preprocessed as its card says.
+
+    ``per_class`` keeps the first that many images of each class (SynthBirds renders just those).
+    Returns ``(dataset, spec)``.
+    """
+    from .data import Preprocess, build_dataset
+    from .train import _dataset_kwargs
+
+    dataset_card = card.get("dataset") or {}
+    data = data or dataset_card.get("spec")
+    if not data:
+        raise ValueError("--data is required: the model card names no dataset")
+    kwargs = _dataset_kwargs(data, {"image_size": dataset_card.get("image_size"), "per_class": per_class,
+                                    "val_per_class": per_class}, split)
+    dataset = build_dataset(data, split, Preprocess.from_card(card).transform(False), **kwargs)
+    names = list(card.get("class_names") or dataset.classes)
+    if len(dataset.classes) != len(names):
+        raise ValueError(
+            f"{data} ({split}) has {len(dataset.classes)} classes but the checkpoint was trained on {len(names)}"
+        )
+    if per_class is not None and "per_class" not in kwargs:
+        taken: Counter[int] = Counter()
+        keep = []
+        for index, label in enumerate(getattr(dataset, "labels", [])):
+            if taken[label] < per_class:
+                taken[label] += 1
+                keep.append(index)
+        dataset = torch.utils.data.Subset(dataset, keep)
+    return dataset, data
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -76,32 +110,44 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     workers: int = 0,
     device: str = "cpu",
+    reference_per_class: int | None = None,
 ) -> EvaluationResult:
+    """Accuracy of a checkpoint on a split. ``reference_per_class`` also makes the checkpoint's
+    :class:`~apinet.ood.FeatureReference` (bank: that many training images per class; threshold: the
+    99th percentile of the validation images) and measures its false alarms on ``split``; it is
+    returned in ``extra["reference"]`` (the object) and ``extra["reference_false_alarm"]``."""
     from .checkpoint import load_model
-    from .data import Preprocess, build_dataset
-    from .train import _dataset_kwargs, evaluate_loader
+    from .train import evaluate_loader
 
     model, card = load_model(checkpoint, map_location=device)
-    dataset_card = card.get("dataset") or {}
-    data = data or dataset_card.get("spec")
-    if not data:
-        raise ValueError("--data is required: the model card names no dataset")
-    preprocess = Preprocess.from_card(card)
-    kwargs = _dataset_kwargs(data, {"image_size": dataset_card.get("image_size")}, split)
-    dataset = build_dataset(data, split, preprocess.transform(False), **kwargs)
+    dataset, data = checkpoint_dataset(card, data, split)
     names = list(card.get("class_names") or dataset.classes)
-    if len(dataset.classes) != len(names):
-        raise ValueError(
-            f"{data} ({split}) has {len(dataset.classes)} classes but the checkpoint was trained on {len(names)}"
-        )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    result = evaluate_loader(model, loader)
+
+    def loader(ds):
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+    result = evaluate_loader(model, loader(dataset), return_pooled=reference_per_class is not None)
     summary = summarize(result["pred"], result["target"], names)
+    extra: dict[str, Any] = {}
+    if reference_per_class is not None:
+        from .ood import make_reference
+
+        calibration = "val" if split != "val" else "train"
+        reference = make_reference(
+            model, loader(checkpoint_dataset(card, data, "train", per_class=reference_per_class)[0]),
+            loader(checkpoint_dataset(card, data, calibration)[0]),
+            dataset=(card.get("dataset") or {}).get("name") or data)
+        reference.info.update({"bank_split": "train", "calibration_split": calibration})
+        flagged = reference.unusual(result["pooled"])
+        reference.info[f"{split}_false_alarm"] = float(flagged.mean())
+        reference.info[f"{split}_images"] = int(flagged.size)
+        extra = {"reference": reference, "reference_false_alarm": float(flagged.mean())}
     return EvaluationResult(
         checkpoint=str(checkpoint),
         data=data,
         split=split,
         ltpa_top1=result.get("ltpa_top1"),
+        extra=extra,
         **summary,
     )
 
@@ -119,6 +165,9 @@ def register(subparsers) -> None:
     p.add_argument("--export", default=None, metavar="PATH",
                    help="also write a copy of the checkpoint (float16 by default) whose card holds these metrics")
     p.add_argument("--export-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--reference-per-class", type=int, default=20, metavar="N",
+                   help="with --export: store a reference of N training images per class, so apps can say when "
+                        "an image is unlike the training data (0: none)")
     p.set_defaults(func=_run)
 
 
@@ -131,8 +180,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     try:
+        per_class = args.reference_per_class if args.export and args.reference_per_class > 0 else None
         result = evaluate_checkpoint(args.checkpoint, args.data, args.split, batch_size=args.batch_size,
-                                     workers=args.workers, device=args.device)
+                                     workers=args.workers, device=args.device, reference_per_class=per_class)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
     text = json.dumps(result.to_dict(), indent=2)
@@ -148,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         kept = ("top1", "ltpa_top1", "num_images", "per_class", "confused_pairs")
         metrics = {f"{split}_{k}": v for k, v in result.to_dict().items() if k in kept}
         metrics[f"{split}_split"] = split
-        dst = export_checkpoint(args.checkpoint, args.export, dtype=getattr(torch, args.export_dtype), metrics=metrics)
+        dst = export_checkpoint(args.checkpoint, args.export, dtype=getattr(torch, args.export_dtype), metrics=metrics,
+                                reference=result.extra.get("reference"))
         print(f"exported {dst} ({args.export_dtype}) with the {split} metrics in its card", file=sys.stderr)
     return 0

@@ -201,6 +201,8 @@ class PairExplanation:
     settings: dict[str, Any] = field(default_factory=dict)  # k, rank_by, methods, models, timings, ...
     # "self1", "other1", "self2", "other2" -> [D]: x_i + x_i * g_i and x_i + x_i * g_j, as the model computed them
     interaction: dict[str, np.ndarray] = field(default_factory=dict)
+    # one line per image that is unlike the model's training data (apinet.ood), None for a familiar one
+    unusual: tuple[str | None, str | None] = (None, None)
 
     # --- convenience -------------------------------------------------------------------------------
 
@@ -244,6 +246,7 @@ class PairExplanation:
             "p_self1": self.p_self1, "p_other1": self.p_other1,
             "p_self2": self.p_self2, "p_other2": self.p_other2,
             "rank_term1": self.rank_term1, "rank_term2": self.rank_term2,
+            "unusual": list(self.unusual),
             "channels": {k: {**scalars(c), "indices": c.indices.tolist(), "scores": c.scores.tolist(),
                              "indices2": np.asarray(c.indices2).tolist(),
                              "scores2": None if c.scores2 is None else c.scores2.tolist()}
@@ -855,11 +858,25 @@ def explain_pair_from_checkpoint(image1: ImageInput, image2: ImageInput,
                                  checkpoint: str | Path = DEFAULT_APINET_CHECKPOINT,
                                  baseline: str | Path | None = DEFAULT_BASELINE_CHECKPOINT,
                                  **kwargs: Any) -> PairExplanation:
-    """Load the checkpoints (with their cards' preprocessing and class names) and explain a pair."""
+    """Load the checkpoints (with their cards' preprocessing and class names) and explain a pair;
+    images unlike the model's training data are flagged in :attr:`PairExplanation.unusual` when the
+    checkpoint carries a reference (:mod:`apinet.ood`)."""
+    from .ood import FeatureReference
+
     model, card, bmodel, _ = load_pair_models(checkpoint, baseline)
     kwargs.setdefault("preprocess", preprocess_from_card(card))
     kwargs.setdefault("class_names", card.get("class_names"))
-    return explain_pair(model, image1, image2, bmodel, **kwargs)
+    expl = explain_pair(model, image1, image2, bmodel, **kwargs)
+    reference = FeatureReference.from_checkpoint(checkpoint, card)
+    if reference is not None:
+        expl.unusual = unusual_lines(reference, expl)
+    return expl
+
+
+def unusual_lines(reference, expl: PairExplanation) -> tuple[str | None, str | None]:
+    """For each image of the pair, the reference's one-line warning when it is unlike the training data."""
+    scores = reference.scores(np.stack([expl.features1, expl.features2]))
+    return tuple(reference.message(float(s)) if s > reference.threshold else None for s in scores)  # type: ignore
 
 
 # --------------------------------------------------------------------------------------------------
@@ -936,6 +953,9 @@ def _cli_explain(args) -> int:
     names = expl.class_names
     print(f"image 1: {names[expl.targets[0]]} (p_self {expl.p_self1:.3f}, p_other {expl.p_other1:.3f}); "
           f"image 2: {names[expl.targets[1]]} (p_self {expl.p_self2:.3f}, p_other {expl.p_other2:.3f})")
+    for index, line in enumerate(expl.unusual, 1):
+        if line:
+            print(f"image {index}: {line}")
     for path in written:
         print(f"wrote {path}")
     return 0

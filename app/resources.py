@@ -129,17 +129,20 @@ class LoadedModel:
     card: dict[str, Any]
     preprocess: Any  # apinet.data.Preprocess
     class_names: list[str]
+    reference: Any = None  # apinet.ood.FeatureReference: says when an image is unlike the training data
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def load_checkpoint(path: str, sha256: str) -> LoadedModel:
     """Load a checkpoint once per process; ``sha256`` keys the cache so a retrained file reloads."""
     from apinet.data import Preprocess
+    from apinet.ood import FeatureReference
 
     del sha256  # only part of the cache key; load_model verifies the hash itself
     model, card = load_model(path)
     names = card.get("class_names") or [f"class {i}" for i in range(model.num_classes)]
-    return LoadedModel(model=model, card=card, preprocess=Preprocess.from_card(card), class_names=list(names))
+    return LoadedModel(model=model, card=card, preprocess=Preprocess.from_card(card), class_names=list(names),
+                       reference=FeatureReference.from_checkpoint(path, card))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ def cam_methods() -> list[str]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
-    from apinet.explain import explain_pair
+    from apinet.explain import explain_pair, unusual_lines
 
     from app.config import K_MAX
 
@@ -340,7 +343,7 @@ def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
         baseline = load_checkpoint(request.baseline_path, request.baseline_sha).model
     EXPLAIN_CALLS.increment()
     # explain_pair holds both models' locks while it runs (hooks, eval mode, backward passes).
-    return explain_pair(
+    expl = explain_pair(
         apinet_model.model,
         _decode(_data_a),
         _decode(_data_b),
@@ -353,6 +356,9 @@ def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
         targets=request.targets,
         ltpa_stages=stages_of(apinet_model),
     )
+    if apinet_model.reference is not None:
+        expl.unusual = unusual_lines(apinet_model.reference, expl)
+    return expl
 
 
 def explain(request: ExplainRequest, data_a: bytes, data_b: bytes):

@@ -150,6 +150,9 @@ def draw_image_card(ctx: Context, tag: str) -> None:
                 f'**{chosen.class_name or "your image (no label)"}**', unsafe_allow_html=True)
     st.image(image, width="stretch")
     st.caption(_prediction_line(expl, f"{which}_test", chosen.label) + " · model input after preprocessing")
+    unusual = expl.unusual[0 if tag == "A" else 1]
+    if unusual:
+        st.warning(unusual, icon=":material/help:")
 
 
 def _signed(value: float) -> str:
