@@ -141,7 +141,8 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
 
     res = evaluate_explanations(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, pairs=2, split="val",
                                 deletion_pairs=0, sanity_pairs=0, log=None)
-    assert res["tolerance_px"] == pytest.approx(15 * 128 / 224) and res["split"] == "val"
+    input_size = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)[1]["preprocess"]["input_size"]
+    assert res["tolerance_px"] == pytest.approx(15 * input_size / 224) and res["split"] == "val"
     assert res["images_scored"] + res["images_skipped_part_occluded"] == 4
     expected = {m for m in MAP_TYPES if "ltpa_trained" not in m}  # the demo API-Net has no LTPA head
     assert set(res["summary"]) == expected

@@ -86,3 +86,30 @@ def test_reference_travels_inside_the_checkpoint_under_its_hash(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="does not match the model card"):
         load_model(path)
+
+
+def test_the_shipped_demo_flags_photographs_and_not_its_gallery():
+    """The demo API-Net's reference (made by `evaluate --export`): scikit-image's cat and coffee photos
+    are unlike SynthBirds, the gallery's test renders are not, and the card records the measured
+    false-alarm rates."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from apinet.data import Preprocess
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "assets" / "checkpoints" / "apinet_synthbirds.safetensors"
+    model, card = load_model(path)
+    reference = FeatureReference.from_checkpoint(path, card)
+    assert reference is not None and reference.bank.shape == (400, model.feature_dim)
+    assert card["reference"]["calibration_split"] == "val" and card["reference"]["percentile"] == 99.0
+    assert 0.0 <= card["reference"]["test_false_alarm"] <= 0.05
+    pre = Preprocess.from_card(card)
+    photos = [root / "tests" / "data" / name for name in ("chelsea.jpg", "coffee.jpg")]
+    gallery = sorted((root / "assets" / "gallery").glob("*.png"))[:8]
+    with torch.no_grad():
+        x = torch.stack([pre(Image.open(p).convert("RGB")) for p in photos + gallery])
+        pooled = model.pool_features(model.forward_features(x))
+    flagged = reference.unusual(pooled)
+    assert flagged[:2].all() and not flagged[2:].any(), reference.scores(pooled)
