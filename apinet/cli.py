@@ -1,4 +1,4 @@
-"""``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations.
+"""``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations, import-official, import-classifier.
 
 Each command lives in its own module, which exposes ``register(subparsers)`` adding its parser
 with ``set_defaults(func=...)``; modules are imported only when present, so the CLI starts fast.
@@ -14,7 +14,7 @@ import sys
 __all__ = ["main"]
 
 # module providing register(subparsers), in the order shown by --help
-_COMMAND_MODULES = ("apinet.train", "apinet.evaluate", "apinet.explain", "apinet.metrics")
+_COMMAND_MODULES = ("apinet.train", "apinet.evaluate", "apinet.explain", "apinet.metrics", "apinet.importers")
 
 
 class UserError(Exception):
