@@ -22,9 +22,11 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The `apinet` console script (pip install .) and `python -m apinet` run the same main().
+    prog = "apinet" if os.path.basename(sys.argv[0]) == "apinet" else "python -m apinet"
     parser = argparse.ArgumentParser(
-        prog="python -m apinet",
-        description="API-Net Explorer: train, evaluate and explain API-Net and a baseline.",
+        prog=prog,
+        description="API-Net Explorer: train, evaluate, explain and import API-Net and a baseline.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
