@@ -86,6 +86,17 @@ def _first_line(exc: BaseException) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """NumPy scalars and dtypes (e.g. a ``best_prec1`` saved as ``np.float64``): data, not code.
+
+    ``weights_only`` loading refuses them by default; they are allowed here, arrays and everything
+    else are not.
+    """
+    import numpy as np
+
+    return [np._core.multiarray.scalar, np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
+
+
 def read_torch_file(path: str | Path) -> Any:
     """Load ``path`` (``torch.save`` zip or legacy pickle, or safetensors) without running code.
 
@@ -117,7 +128,7 @@ def read_torch_file(path: str | Path) -> Any:
         if bad is not None:
             raise ImportProblem(f"{path}: corrupt torch.save file (member {bad} fails its checksum)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalar_globals()):
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the result below says enough
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure of the unpickler is bad input here
@@ -407,7 +418,9 @@ def _load_into(
 
 
 def _scalar(value: Any) -> Any:
-    if isinstance(value, Tensor) and value.numel() == 1:
+    import numpy as np
+
+    if (isinstance(value, Tensor) and value.numel() == 1) or isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         return value
@@ -477,14 +490,14 @@ def import_classifier(
     class_names: str | Path | None = None,
     num_classes: int | None = None,
     input_size: int = 224,
-    resize: int | None = 256,
+    resize: int | None = None,
     resize_mode: str = "shorter",
 ) -> Path:
     """Convert a plain classifier's state dict into a :class:`Baseline` checkpoint; returns the weights path.
 
     Accepts a bare state dict or one wrapped as ``{'state_dict': ...}`` / ``{'model': ...}`` (with or
     without ``module.``). The card records the preprocessing given here (default: torchvision's
-    resize 256 / centre crop 224).
+    resize 256 / centre crop 224; ``resize=None`` is ``input_size / 0.875``, torchvision's ratio).
     """
     from .checkpoint import save_checkpoint
     from .data.transforms import Preprocess
@@ -494,6 +507,8 @@ def import_classifier(
         raise ImportProblem(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = Path(checkpoint)
     _check_out(out)
+    if resize is None:
+        resize = round(input_size / 0.875)
     try:
         preprocess = Preprocess(input_size, resize, resize_mode=resize_mode).to_dict()
     except ValueError as exc:
@@ -556,7 +571,7 @@ def register(subparsers) -> None:
     q.add_argument("--class-names", help="text file: one class name per line, or CUB's classes.txt")
     q.add_argument("--num-classes", type=int, help="check that the classifier has this many outputs")
     q.add_argument("--input-size", type=int, default=224, help="crop the model card records (default 224)")
-    q.add_argument("--resize", type=int, default=256, help="resize before the crop (default 256)")
+    q.add_argument("--resize", type=int, help="resize before the crop (default: input size / 0.875, i.e. 256 for 224)")
     q.add_argument("--resize-mode", choices=("shorter", "square"), default="shorter",
                    help="resize the shorter side (default) or squash to a square")
     q.set_defaults(func=_cli_classifier)

@@ -286,6 +286,27 @@ def _edit_state(fn):
     return extra
 
 
+def test_official_checkpoint_with_numpy_metadata_and_legacy_format(tmp_path):
+    """Older PyTorch wrote the legacy (non-zip) format; some forks store best_prec1 as a NumPy scalar."""
+
+    def legacy(state):
+        state["best_prec1"] = np.float64(88.25)
+        state["epoch"] = np.int64(40)
+        return state
+
+    src = tmp_path / "model_best.pth.tar"
+    official = _official_checkpoint(src, extra=legacy)
+    torch.save(torch.load(src, weights_only=False), src, _use_new_zipfile_serialization=False)  # our own file
+    assert src.read_bytes()[:2] != b"PK"
+    out = import_official(src, tmp_path / "legacy.safetensors")
+    model, card = load_model(out)
+    assert (card["source"]["epoch"], card["source"]["best_prec1"]) == (40, 88.25)
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 448, 448)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), official(x, flag="val").numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_official_unexpected_key_is_refused(tmp_path, capsys):
     src = tmp_path / "ckpt.pth.tar"
     _official_checkpoint(src, extra=_edit_state(lambda s: {**s, "module.extra.weight": torch.zeros(3)}))
@@ -427,10 +448,11 @@ def test_torchvision_densenet161_with_legacy_key_names_imports_with_identical_lo
     assert any(".norm.1." in k for k in legacy)
     src = tmp_path / "densenet161.pth"
     torch.save(legacy, src)
-    out = import_classifier(src, tmp_path / "d161.safetensors", input_size=448, resize=512, resize_mode="square")
+    out = import_classifier(src, tmp_path / "d161.safetensors", input_size=448, resize_mode="square")
     card = _check_same_logits(net, out, size=64)
     assert card["backbone"] == "densenet161"
-    assert card["preprocess"]["resize_mode"] == "square"
+    assert (card["preprocess"]["input_size"], card["preprocess"]["resize"], card["preprocess"]["resize_mode"]) == (
+        448, 512, "square")
 
 
 def test_timm_resnet_classifier_imports_with_identical_logits(tmp_path):
@@ -478,6 +500,16 @@ def test_classifier_class_count_must_agree(tmp_path, capsys):
     out = tmp_path / "x.safetensors"
     _assert_refused(["import-classifier", src, "--out", out, "--class-names", names], capsys, out,
                     f"error: {src}: the classifier has 3 outputs but {names} lists 2 class names")
+
+
+def test_official_checkpoint_given_to_import_classifier_is_refused(tmp_path, capsys):
+    src = tmp_path / "model_best.pth.tar"
+    _official_checkpoint(src)
+    out = tmp_path / "x.safetensors"
+    _assert_refused(["import-classifier", src, "--out", out], capsys, out,
+                    f"error: {src}: this is an API-Net checkpoint (map1 / map2 keys); use import-official")
+    _assert_refused(["import-classifier", src, "--out", out, "--input-size", 448, "--resize", 300], capsys, out,
+                    "error: invalid preprocessing: resize (300) must be >= input_size (448)")
 
 
 def test_out_must_be_safetensors(tmp_path, capsys):
