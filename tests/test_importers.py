@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -438,8 +439,6 @@ def test_torchvision_resnet_classifier_imports_with_identical_logits(tmp_path, c
 
 @pytest.mark.slow
 def test_torchvision_densenet161_with_legacy_key_names_imports_with_identical_logits(tmp_path):
-    import re
-
     net = models.densenet161(num_classes=4)
     _randomise_batchnorm(net)
     # torchvision's published DenseNet files use the pre-0.4 names ("norm.1" for "norm1").
@@ -492,6 +491,21 @@ def test_classifier_with_unexpected_or_missing_keys_is_refused(tmp_path, capsys)
                     f"error: {src}: missing key(s) for a resnet18 classifier: 'fc.weight'")
 
 
+def test_classifier_with_other_shapes_or_non_finite_values_is_refused(tmp_path, capsys):
+    state = models.resnet18(num_classes=3).state_dict()
+    src = tmp_path / "r18.pth"
+    out = tmp_path / "x.safetensors"
+    torch.save({**state, "fc.weight": torch.zeros(3, 2048)}, src)  # a ResNet-50 head on a ResNet-18 trunk
+    _assert_refused(["import-classifier", src, "--out", out], capsys, out,
+                    f"error: {src}: 1 tensor(s) do not fit a resnet18 classifier (a different backbone?), "
+                    "e.g. fc.weight is (3, 2048), expected (3, 512)")
+    bad = state["layer2.0.conv1.weight"].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    torch.save({**state, "layer2.0.conv1.weight": bad}, src)
+    _assert_refused(["import-classifier", src, "--out", out], capsys, out,
+                    f"error: {src}: non-finite values (NaN / inf) in ['layer2.0.conv1.weight']")
+
+
 def test_classifier_class_count_must_agree(tmp_path, capsys):
     src = tmp_path / "r18.pth"
     torch.save(models.resnet18(num_classes=3).state_dict(), src)
@@ -535,3 +549,21 @@ def test_read_class_names_plain_and_cub(tmp_path):
     dupes.write_text("a\nb\na\n")
     with pytest.raises(ValueError, match=r"dupes.txt: duplicate class names \['a'\]"):
         read_class_names(dupes)
+
+
+@pytest.mark.parametrize("builder, described", [
+    (models.wide_resnet50_2, "a resnet50-like network with 128 first-stage channels (e.g. a Wide ResNet / ResNeXt)"),
+    (models.resnext50_32x4d, "a resnet50-like network with 128 first-stage channels (e.g. a Wide ResNet / ResNeXt)"),
+    (models.densenet201, "densenet201"),
+    (models.resnet152, None),
+])
+def test_backbone_detection(tmp_path, builder, described):
+    from apinet.importers import FORMATS, ImportProblem, _detect
+
+    with torch.device("meta"):  # shapes only: no memory, no time
+        state = builder().state_dict()
+    if described is None:
+        assert _detect(tmp_path, state, FORMATS["torchvision"], "a classifier")[1] == builder.__name__
+    else:
+        with pytest.raises(ImportProblem, match="a different backbone: the weights describe " + re.escape(described)):
+            _detect(tmp_path, state, FORMATS["torchvision"], "a classifier")
