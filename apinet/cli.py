@@ -1,4 +1,4 @@
-"""``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations.
+"""``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations, import-official, import-classifier.
 
 Each command lives in its own module, which exposes ``register(subparsers)`` adding its parser
 with ``set_defaults(func=...)``; modules are imported only when present, so the CLI starts fast.
@@ -14,7 +14,7 @@ import sys
 __all__ = ["main"]
 
 # module providing register(subparsers), in the order shown by --help
-_COMMAND_MODULES = ("apinet.train", "apinet.evaluate", "apinet.explain", "apinet.metrics")
+_COMMAND_MODULES = ("apinet.train", "apinet.evaluate", "apinet.explain", "apinet.metrics", "apinet.importers")
 
 
 class UserError(Exception):
@@ -22,9 +22,11 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The `apinet` console script (pip install .) and `python -m apinet` run the same main().
+    prog = "apinet" if os.path.basename(sys.argv[0]) == "apinet" else "python -m apinet"
     parser = argparse.ArgumentParser(
-        prog="python -m apinet",
-        description="API-Net Explorer: train, evaluate and explain API-Net and a baseline.",
+        prog=prog,
+        description="API-Net Explorer: train, evaluate, explain and import API-Net and a baseline.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:

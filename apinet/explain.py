@@ -847,11 +847,32 @@ def load_pair_models(checkpoint: str | Path = DEFAULT_APINET_CHECKPOINT,
     """Load ``(apinet, apinet_card, baseline_or_None, baseline_card_or_None)`` in eval mode."""
     from .checkpoint import load_model
 
+    for path in (checkpoint, baseline):
+        _require_demo_checkpoint(path)
     model, card = load_model(checkpoint, map_location=map_location)
     bmodel, bcard = (None, None)
     if baseline is not None:
         bmodel, bcard = load_model(baseline, map_location=map_location)
     return model, card, bmodel, bcard
+
+
+def _require_demo_checkpoint(path: str | Path | None) -> None:
+    """A missing *default* checkpoint gets an error that says where the demo checkpoints live.
+
+    They are part of the git repository (``assets/checkpoints/``), not of the pip package: an
+    installed ``apinet`` run outside a clone has none.
+    """
+    from .checkpoint import CheckpointError
+
+    if path is None or Path(path).exists():
+        return
+    if Path(path) in (DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT):
+        raise CheckpointError(
+            f"{path}: demo checkpoint not found. The demo checkpoints ship with the git repository "
+            "(assets/checkpoints/), not with the pip package: run from the root of a clone, or pass "
+            "--checkpoint / --baseline with your own (made by `apinet train`, `apinet import-official` or "
+            "`apinet import-classifier`; --baseline none skips the baseline)"
+        )
 
 
 def explain_pair_from_checkpoint(image1: ImageInput, image2: ImageInput,

@@ -32,6 +32,9 @@ PAPER_RESIZE = 512
 #: Preprocess.from_card's fallback for a card that records none (torchvision's ImageNet convention).
 CARDLESS_INPUT_SIZE = 224
 CARDLESS_RESIZE = 256
+#: How ``resize`` is applied: "shorter" resizes the shorter side (aspect kept), "square" squashes the
+#: image to ``resize x resize`` as the official API-Net code does (``transforms.Resize((512, 512))``).
+RESIZE_MODES = ("shorter", "square")
 
 
 def build_transforms(
@@ -41,6 +44,7 @@ def build_transforms(
     *,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    resize_mode: str = "shorter",
 ) -> T.Compose:
     """PIL RGB image -> normalised float tensor ``(3, input_size, input_size)``.
 
@@ -49,10 +53,15 @@ def build_transforms(
         resize: the shorter image side is resized to this before cropping (paper: 512);
             ``None`` means ``input_size`` (no zoom: the crop only trims the longer side).
         train: random crop + horizontal flip; otherwise a centre crop.
+        resize_mode: "shorter" (the shorter side becomes ``resize``) or "square" (the image is
+            squashed to ``resize x resize``, as the official API-Net code does).
     """
     resize = _resolve_resize(input_size, resize)
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
+    size = (resize, resize) if resize_mode == "square" else resize
     crop = T.RandomCrop(input_size) if train else T.CenterCrop(input_size)
-    steps: list[Any] = [T.Resize(resize, interpolation=T.InterpolationMode.BILINEAR, antialias=True), crop]
+    steps: list[Any] = [T.Resize(size, interpolation=T.InterpolationMode.BILINEAR, antialias=True), crop]
     if train:
         steps.append(T.RandomHorizontalFlip())
     steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
@@ -87,8 +96,11 @@ class Preprocess:
     resize: int | None = None  # None: same as input_size
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    resize_mode: str = "shorter"  # or "square" (see RESIZE_MODES)
 
     def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         object.__setattr__(self, "resize", _resolve_resize(self.input_size, self.resize))
         object.__setattr__(self, "mean", _triple(self.mean, "mean"))
         object.__setattr__(self, "std", _triple(self.std, "std"))
@@ -101,7 +113,8 @@ class Preprocess:
         return cls(PAPER_INPUT_SIZE, PAPER_RESIZE)
 
     def transform(self, train: bool = False) -> T.Compose:
-        return build_transforms(self.input_size, self.resize, train, mean=self.mean, std=self.std)
+        return build_transforms(self.input_size, self.resize, train, mean=self.mean, std=self.std,
+                                resize_mode=self.resize_mode)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
@@ -119,6 +132,7 @@ class Preprocess:
             "resize": self.resize,
             "mean": list(self.mean),
             "std": list(self.std),
+            "resize_mode": self.resize_mode,
         }
 
     @classmethod
@@ -139,17 +153,18 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Preprocess":
-        unknown = set(data) - {"input_size", "resize", "mean", "std"}
+        unknown = set(data) - {"input_size", "resize", "mean", "std", "resize_mode"}
         if unknown or "input_size" not in data:
             raise ValueError(
                 f"invalid preprocess spec {dict(data)!r}: needs 'input_size' and optionally "
-                f"'resize', 'mean', 'std'" + (f"; unknown keys {sorted(unknown)}" if unknown else "")
+                f"'resize', 'mean', 'std', 'resize_mode'" + (f"; unknown keys {sorted(unknown)}" if unknown else "")
             )
         return cls(
             input_size=int(data["input_size"]),
             resize=None if data.get("resize") is None else int(data["resize"]),
             mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
             std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+            resize_mode=str(data.get("resize_mode") or "shorter"),
         )
 
 

@@ -1,0 +1,597 @@
+"""Bring your own model: import checkpoints trained elsewhere as this project's checkpoints.
+
+* :func:`import_official` reads a checkpoint of the official API-Net code (PeiqinZhuang/API-Net,
+  ``checkpoint.pth.tar`` / ``model_best.pth.tar``: a dict ``{epoch, state_dict, best_prec1,
+  optimizer}`` whose state dict comes from ``torch.nn.DataParallel``) and writes an :class:`APINet`
+  checkpoint with the same test-path logits, pair-path logits, gates and mutual vector.
+* :func:`import_classifier` reads a plain classifier's state dict (torchvision ResNet / DenseNet, or a
+  timm ResNet, which uses the same key names) and writes a :class:`Baseline` checkpoint with the same
+  logits.
+
+Files are read with ``torch.load(weights_only=True)`` only (safetensors files with safetensors): a
+pickle that would run code is refused, never executed.  Every key must find its place and every
+place must be filled (BatchNorm's ``num_batches_tracked`` counters excepted: they do not change what
+the model computes); otherwise nothing is written and :class:`ImportProblem` names the file and the
+problem in one line.
+
+Adding a format (e.g. a timm EfficientNet-Lite trunk once the backbone exists) is one
+:class:`KeyMapping`: a detector for the architecture name and a list of key prefix rewrites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "FORMATS",
+    "ImportProblem",
+    "KeyMapping",
+    "OFFICIAL_PREPROCESS",
+    "import_classifier",
+    "import_official",
+    "read_class_names",
+    "read_torch_file",
+    "register",
+]
+
+#: The official test transform: ``Resize((512, 512))`` (a square squash), ``CenterCrop(448)``,
+#: ImageNet statistics (PeiqinZhuang/API-Net, train.py).
+OFFICIAL_PREPROCESS: dict[str, Any] = {
+    "input_size": 448,
+    "resize": 512,
+    "resize_mode": "square",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+#: torchvision's ImageNet evaluation transform, the default for imported plain classifiers.
+TORCHVISION_PREPROCESS: dict[str, Any] = {
+    "input_size": 224,
+    "resize": 256,
+    "resize_mode": "shorter",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+OFFICIAL_REPO = "https://github.com/PeiqinZhuang/API-Net"
+
+
+class ImportProblem(ValueError):
+    """A file cannot be imported; the message is one line naming the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    """NumPy scalars and dtypes (e.g. a ``best_prec1`` saved as ``np.float64``): data, not code.
+
+    ``weights_only`` loading refuses them by default; they are allowed here, arrays and everything
+    else are not.
+    """
+    import numpy as np
+
+    return [np._core.multiarray.scalar, np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
+
+
+def read_torch_file(path: str | Path) -> Any:
+    """Load ``path`` (``torch.save`` zip or legacy pickle, or safetensors) without running code.
+
+    A pickle that references anything but tensors and plain containers is refused by
+    ``weights_only=True`` and reported as such; a truncated or corrupt file is reported as that.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImportProblem(f"{path}: file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImportProblem(f"{path}: empty file")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:1] not in (b"P", b"\x80")):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ImportProblem(f"{path}: unreadable safetensors file ({_first_line(exc)})") from None
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            raise ImportProblem(f"{path}: truncated or corrupt torch.save file (the zip archive is incomplete)") from None
+        if bad is not None:
+            raise ImportProblem(f"{path}: corrupt torch.save file (member {bad} fails its checksum)")
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalar_globals()):
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the result below says enough
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure of the unpickler is bad input here
+        text = str(exc)
+        if "Weights only load failed" in text:
+            what = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global:? ([\w.]+)", text)
+            operand = re.search(r"Unsupported operand (\d+)", text)
+            if what:
+                detail = f"it references {what.group(1)}, which is code, not a tensor or plain container"
+            elif operand:
+                detail = f"it uses pickle instruction {operand.group(1)}, which weights-only loading does not allow"
+            else:
+                detail = "it needs more than tensors and plain containers"
+            raise ImportProblem(
+                f"{path}: refused: {detail}; nothing in it was executed (only weights_only loading is allowed)"
+            ) from None
+        raise ImportProblem(
+            f"{path}: truncated, corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+
+
+def _tensor_dict(path: Path, obj: Any, *, where: str) -> dict[str, Tensor]:
+    if not isinstance(obj, Mapping):
+        raise ImportProblem(f"{path}: {where} is a {type(obj).__name__}, not a state dict")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise ImportProblem(f"{path}: {where} holds entries that are not tensors, e.g. {bad[:3]}")
+    return dict(obj)
+
+
+def _strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file: one per line, or CUB's ``classes.txt`` (``1 001.Black_footed_Albatross``).
+
+    Blank lines are ignored. A file whose every line is ``<index> <name>`` with indices 1..N (or
+    0..N-1) in order is read as an indexed list and the names keep CUB's spelling (the dataset
+    loader's class names); otherwise every line is one name.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ImportProblem(f"{path}: file not found") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ImportProblem(f"{path}: not a readable UTF-8 text file ({_first_line(exc)})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ImportProblem(f"{path}: no class names (the file is empty)")
+    indexed = [re.match(r"^(\d+)\s+(\S.*)$", line) for line in lines]
+    if all(indexed):
+        numbers = [int(m.group(1)) for m in indexed]  # type: ignore[union-attr]
+        start = numbers[0]
+        if start in (0, 1) and numbers == list(range(start, start + len(lines))):
+            lines = [m.group(2).strip() for m in indexed]  # type: ignore[union-attr]
+    dupes = sorted({n for n in lines if lines.count(n) > 1})
+    if dupes:
+        raise ImportProblem(f"{path}: duplicate class names {dupes[:3]}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Key mappings
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyMapping:
+    """How a foreign state dict's keys become this project's keys for one family of backbones.
+
+    ``detect(state)`` names the architecture the tensors describe (a key of
+    :data:`apinet.backbones.BACKBONES` when supported, another descriptive name when not, ``None``
+    when the family does not recognise the keys); ``prefixes`` rewrites ``src`` prefixes to ``dst``
+    prefixes (first match wins); ``rename`` fixes legacy key spellings before that.
+    """
+
+    family: str
+    detect: Callable[[Mapping[str, Tensor]], str | None]
+    prefixes: tuple[tuple[str, str], ...]
+    rename: Callable[[str], str] = lambda key: key
+
+    def source_key(self, key: str) -> str:
+        """The foreign name of this project's ``key`` (for messages)."""
+        for src, dst in self.prefixes:
+            if key.startswith(dst):
+                return src + key[len(dst):]
+        return key
+
+    def apply(self, state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+        """``(mapped state, keys that match no prefix)``."""
+        out: dict[str, Tensor] = {}
+        unmatched = []
+        for key, value in state.items():
+            key = self.rename(key)
+            for src, dst in self.prefixes:
+                if key.startswith(src):
+                    out[dst + key[len(src):]] = value
+                    break
+            else:
+                unmatched.append(key)
+        return out, unmatched
+
+
+def _count_blocks(state: Mapping[str, Tensor], pattern: str) -> int:
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in state if (m := rx.match(k))}
+    return max(found) + 1 if found else 0
+
+
+_RESNET_DEPTHS = {
+    ((2, 2, 2, 2), False): "resnet18",
+    ((3, 4, 6, 3), False): "resnet34",
+    ((3, 4, 6, 3), True): "resnet50",
+    ((3, 4, 23, 3), True): "resnet101",
+    ((3, 8, 36, 3), True): "resnet152",
+}
+
+
+def _resnet_name(state: Mapping[str, Tensor], stage: Callable[[int], str]) -> str | None:
+    blocks = tuple(_count_blocks(state, rf"^{re.escape(stage(i))}\.(\d+)\.") for i in range(4))
+    if not any(blocks):
+        return None
+    bottleneck = any(k.startswith(f"{stage(0)}.0.conv3.") for k in state)
+    name = _RESNET_DEPTHS.get((blocks, bottleneck))
+    if name is None:
+        kind = "bottleneck" if bottleneck else "basic-block"
+        return f"a ResNet with {kind} stages of {list(blocks)} blocks"
+    # Wide ResNets / ResNeXts share the block counts but not the widths.
+    conv = state.get(f"{stage(0)}.0.conv1.weight")
+    if conv is not None and conv.shape[0] != 64:
+        return f"a {name}-like network with {conv.shape[0]} first-stage channels (e.g. a Wide ResNet / ResNeXt)"
+    return name
+
+
+_DENSENET_DEPTHS = {
+    (6, 12, 24, 16): "densenet121",
+    (6, 12, 32, 32): "densenet169",
+    (6, 12, 48, 32): "densenet201",
+    (6, 12, 36, 24): "densenet161",
+}
+# torchvision's DenseNet checkpoints predate a renaming of the layer keys ("norm.1" -> "norm1").
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
+
+
+def _densenet_name(state: Mapping[str, Tensor]) -> str | None:
+    layers = tuple(
+        _count_blocks({_DENSENET_KEY.sub(r"\1\2", k): None for k in state}, rf"^features\.denseblock{i}\.denselayer(\d+)\.")
+        - 1
+        for i in range(1, 5)
+    )
+    if not any(n > 0 for n in layers):
+        return None
+    return _DENSENET_DEPTHS.get(layers, f"a DenseNet with blocks of {list(layers)} layers")
+
+
+_RESNET_CLASSIFIER = KeyMapping(
+    family="resnet",
+    detect=lambda s: _resnet_name(s, lambda i: f"layer{i + 1}"),
+    prefixes=(
+        ("conv1.", "trunk.stem.0."),
+        ("bn1.", "trunk.stem.1."),
+        *((f"layer{i}.", f"trunk.stages.layer{i}.") for i in range(1, 5)),
+        ("fc.", "fc."),
+    ),
+)
+
+_DENSENET_CLASSIFIER = KeyMapping(
+    family="densenet",
+    detect=_densenet_name,
+    prefixes=(
+        ("features.conv0.", "trunk.stem.0."),
+        ("features.norm0.", "trunk.stem.1."),
+        *((f"features.denseblock{i}.", f"trunk.stages.block{i}.0.") for i in range(1, 4)),
+        *((f"features.transition{i}.", f"trunk.stages.block{i}.1.") for i in range(1, 4)),
+        ("features.denseblock4.", "trunk.stages.block4."),
+        ("features.norm5.", "trunk.tail.0."),
+        ("classifier.", "fc."),
+    ),
+    rename=lambda key: _DENSENET_KEY.sub(r"\1\2", key),
+)
+
+#: The official API-Net: ``conv = nn.Sequential(*list(resnet.children())[:-2])`` (conv1, bn1, relu,
+#: maxpool, layer1..4 at indices 0..7), ``map1`` / ``map2`` the mutual MLP, ``fc`` the classifier.
+_OFFICIAL_APINET = KeyMapping(
+    family="official-apinet",
+    detect=lambda s: _resnet_name(s, lambda i: f"conv.{i + 4}"),
+    prefixes=(
+        ("conv.0.", "trunk.stem.0."),
+        ("conv.1.", "trunk.stem.1."),
+        *((f"conv.{i + 3}.", f"trunk.stages.layer{i}.") for i in range(1, 5)),
+        ("map1.", "mutual.0."),
+        ("map2.", "mutual.2."),
+        ("fc.", "fc."),
+    ),
+)
+
+#: ``--format`` of ``import-classifier`` -> the mappings it tries, in order.  timm's ResNets use
+#: torchvision's key names, so they share the mapping.  To support a timm EfficientNet-Lite
+#: checkpoint once that trunk exists in :mod:`apinet.backbones`, add a KeyMapping that detects it
+#: (``conv_stem`` / ``blocks.N`` / ``conv_head`` keys) and rewrites its prefixes onto the trunk.
+FORMATS: dict[str, tuple[KeyMapping, ...]] = {
+    "torchvision": (_RESNET_CLASSIFIER, _DENSENET_CLASSIFIER),
+    "timm": (_RESNET_CLASSIFIER,),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Building the model
+# --------------------------------------------------------------------------------------------------
+
+
+def _supported() -> str:
+    from .backbones import BACKBONES
+
+    return ", ".join(BACKBONES)
+
+
+def _detect(path: Path, state: Mapping[str, Tensor], mappings: Sequence[KeyMapping], what: str) -> tuple[KeyMapping, str]:
+    from .backbones import BACKBONES
+
+    for mapping in mappings:
+        name = mapping.detect(state)
+        if name is None:
+            continue
+        if name not in BACKBONES:
+            raise ImportProblem(
+                f"{path}: a different backbone: the weights describe {name}, which this project cannot build "
+                f"(supported: {_supported()})"
+            )
+        return mapping, name
+    example = ", ".join(list(state)[:3])
+    raise ImportProblem(
+        f"{path}: not {what}: the keys describe no supported backbone ({_supported()}); first keys: {example}"
+    )
+
+
+def _classes(
+    path: Path, num_outputs: int, class_names: str | Path | None, num_classes: int | None
+) -> list[str]:
+    if num_classes is not None and num_classes != num_outputs:
+        raise ImportProblem(
+            f"{path}: the classifier has {num_outputs} outputs but --num-classes is {num_classes}"
+        )
+    if class_names is None:
+        return [f"class {i}" for i in range(num_outputs)]
+    names = read_class_names(class_names)
+    if len(names) != num_outputs:
+        raise ImportProblem(
+            f"{path}: the classifier has {num_outputs} outputs but {class_names} lists {len(names)} class names"
+        )
+    return names
+
+
+def _load_into(
+    path: Path, model: torch.nn.Module, mapping: KeyMapping, state: Mapping[str, Tensor], label: str
+) -> None:
+    """Check that ``state`` (foreign names) fills ``model`` exactly, then load it; messages use the file's names."""
+    mapped, unmatched = mapping.apply(state)
+    expected = model.state_dict()
+    unexpected = sorted(unmatched + [mapping.source_key(k) for k in mapped if k not in expected])
+    if unexpected:
+        raise ImportProblem(f"{path}: {len(unexpected)} unexpected key(s) for {label}, e.g. {unexpected[:3]}")
+    missing = sorted(
+        mapping.source_key(k) for k in expected if k not in mapped and not k.endswith("num_batches_tracked")
+    )
+    if missing:
+        raise ImportProblem(f"{path}: {len(missing)} missing key(s) for {label}, e.g. {missing[:3]}")
+    wrong = [
+        f"{mapping.source_key(k)} is {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in mapped.items()
+        if v.shape != expected[k].shape
+    ]
+    if wrong:
+        raise ImportProblem(
+            f"{path}: {len(wrong)} tensor(s) do not fit {label} (a different backbone?), e.g. {wrong[0]}"
+        )
+    nonfinite = [mapping.source_key(k) for k, v in mapped.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise ImportProblem(f"{path}: non-finite values (NaN / inf) in {nonfinite[:3]}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in mapped.items()}, strict=False)
+
+
+def _scalar(value: Any) -> Any:
+    import numpy as np
+
+    if (isinstance(value, Tensor) and value.numel() == 1) or isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def import_official(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    class_names: str | Path | None = None,
+    num_classes: int | None = None,
+) -> Path:
+    """Convert an official API-Net checkpoint into this project's checkpoint; returns the weights path.
+
+    The official training script saves ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` with
+    the state dict of ``nn.DataParallel(API_Net())`` (keys ``module.conv.N...``, ``module.map1``,
+    ``module.map2``, ``module.fc``). A bare state dict (with or without ``module.``) is accepted too.
+    """
+    from .checkpoint import save_checkpoint
+    from .model import APINet
+
+    path = Path(checkpoint)
+    _check_out(out)
+    obj = read_torch_file(path)
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        meta = {k: _scalar(obj[k]) for k in ("epoch", "best_prec1", "arch") if k in obj}
+        state = _tensor_dict(path, obj["state_dict"], where="'state_dict'")
+    else:
+        state = _tensor_dict(path, obj, where="the file")
+    state = _strip_prefix(state, "module.")
+    if not any(k.startswith("map1.") for k in state) or not any(k.startswith("conv.") for k in state):
+        keys = ", ".join(list(state)[:3])
+        raise ImportProblem(
+            f"{path}: not an official API-Net checkpoint: no conv.* / map1.* keys (first keys: {keys}); "
+            "for a plain classifier use import-classifier"
+        )
+    mapping, backbone = _detect(path, state, (_OFFICIAL_APINET,), "an official API-Net checkpoint")
+    for key in ("fc.weight", "map1.weight", "map2.weight"):
+        if key not in state or state[key].dim() != 2:
+            raise ImportProblem(f"{path}: missing key(s) for the official API-Net: {key!r}")
+    outputs, dim = state["fc.weight"].shape
+    hidden = state["map1.weight"].shape[0]
+    names = _classes(path, int(outputs), class_names, num_classes)
+    model = APINet(backbone, int(outputs), mutual_hidden=int(hidden), dropout=0.5)
+    _load_into(path, model, mapping, state, f"the official API-Net on {backbone}")
+    source = {
+        "kind": "official API-Net checkpoint",
+        "code": OFFICIAL_REPO,
+        "file": path.name,
+        "sha256": _sha256(path),
+        **{k: v for k, v in meta.items() if v is not None},
+    }
+    return save_checkpoint(
+        model, out, class_names=names, preprocess=dict(OFFICIAL_PREPROCESS), source=source,
+        notes="Imported with `python -m apinet import-official`; preprocessing is the official test "
+        "transform (square resize to 512 x 512, centre crop 448).",
+    )
+
+
+def import_classifier(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    fmt: str = "torchvision",
+    class_names: str | Path | None = None,
+    num_classes: int | None = None,
+    input_size: int = 224,
+    resize: int | None = None,
+    resize_mode: str = "shorter",
+) -> Path:
+    """Convert a plain classifier's state dict into a :class:`Baseline` checkpoint; returns the weights path.
+
+    Accepts a bare state dict or one wrapped as ``{'state_dict': ...}`` / ``{'model': ...}`` (with or
+    without ``module.``). The card records the preprocessing given here (default: torchvision's
+    resize 256 / centre crop 224; ``resize=None`` is ``input_size / 0.875``, torchvision's ratio).
+    """
+    from .checkpoint import save_checkpoint
+    from .data.transforms import Preprocess
+    from .model import Baseline
+
+    if fmt not in FORMATS:
+        raise ImportProblem(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = Path(checkpoint)
+    _check_out(out)
+    if resize is None:
+        resize = round(input_size / 0.875)
+    try:
+        preprocess = Preprocess(input_size, resize, resize_mode=resize_mode).to_dict()
+    except ValueError as exc:
+        raise ImportProblem(f"invalid preprocessing: {exc}") from None
+    obj = read_torch_file(path)
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
+            obj = obj[wrapper]
+            break
+    state = _strip_prefix(_tensor_dict(path, obj, where="the file"), "module.")
+    if any(k.startswith(("map1.", "map2.")) for k in state):
+        raise ImportProblem(f"{path}: this is an API-Net checkpoint (map1 / map2 keys); use import-official")
+    mapping, backbone = _detect(path, state, FORMATS[fmt], f"a {fmt} classifier")
+    head = "fc.weight" if mapping.family == "resnet" else "classifier.weight"
+    if head not in state or state[head].dim() != 2:
+        raise ImportProblem(f"{path}: missing key(s) for a {backbone} classifier: {head!r}")
+    outputs = int(state[head].shape[0])
+    names = _classes(path, outputs, class_names, num_classes)
+    model = Baseline(backbone, outputs, dropout=0.0)
+    _load_into(path, model, mapping, state, f"a {backbone} classifier")
+    source = {"kind": f"{fmt} {backbone} classifier", "file": path.name, "sha256": _sha256(path)}
+    return save_checkpoint(
+        model, out, class_names=names, preprocess=preprocess, source=source,
+        notes="Imported with `python -m apinet import-classifier`.",
+    )
+
+
+def _check_out(out: str | Path) -> None:
+    if Path(out).suffix != ".safetensors":
+        raise ImportProblem(f"--out must end in .safetensors, got {Path(out).name}")
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "import-official",
+        help="convert an official API-Net checkpoint (PeiqinZhuang/API-Net .pth.tar) to this project's format",
+        description="Convert a checkpoint of the official API-Net code into a safetensors checkpoint with a "
+        "model card (read with torch.load(weights_only=True): no code in the file runs).",
+    )
+    p.add_argument("checkpoint", help="checkpoint.pth.tar / model_best.pth.tar of the official train.py")
+    p.add_argument("--out", required=True, help="NAME.safetensors (the card NAME.json is written beside it)")
+    p.add_argument("--class-names", help="text file: one class name per line, or CUB's classes.txt")
+    p.add_argument("--num-classes", type=int, help="check that the classifier has this many outputs")
+    p.set_defaults(func=_cli_official)
+
+    q = subparsers.add_parser(
+        "import-classifier",
+        help="convert a torchvision / timm classifier state dict to a baseline checkpoint",
+        description="Convert a plain classifier (torchvision ResNet / DenseNet, timm ResNet) into a baseline "
+        "checkpoint with identical logits (read with torch.load(weights_only=True)).",
+    )
+    q.add_argument("checkpoint", help="a state dict saved with torch.save (.pth / .pt / .pth.tar) or .safetensors")
+    q.add_argument("--out", required=True, help="NAME.safetensors (the card NAME.json is written beside it)")
+    q.add_argument("--format", choices=tuple(FORMATS), default="torchvision", help="key naming (default torchvision)")
+    q.add_argument("--class-names", help="text file: one class name per line, or CUB's classes.txt")
+    q.add_argument("--num-classes", type=int, help="check that the classifier has this many outputs")
+    q.add_argument("--input-size", type=int, default=224, help="crop the model card records (default 224)")
+    q.add_argument("--resize", type=int, help="resize before the crop (default: input size / 0.875, i.e. 256 for 224)")
+    q.add_argument("--resize-mode", choices=("shorter", "square"), default="shorter",
+                   help="resize the shorter side (default) or squash to a square")
+    q.set_defaults(func=_cli_classifier)
+
+
+def _report(written: Path) -> int:
+    from .checkpoint import load_card
+
+    card = load_card(written)
+    print(f"wrote {written} and {written.with_suffix('.json').name}: {card['architecture']} / "
+          f"{card['backbone']} / {card['num_classes']} classes")
+    return 0
+
+
+def _cli_official(args) -> int:
+    return _report(import_official(args.checkpoint, args.out, class_names=args.class_names,
+                                   num_classes=args.num_classes))
+
+
+def _cli_classifier(args) -> int:
+    return _report(import_classifier(
+        args.checkpoint, args.out, fmt=args.format, class_names=args.class_names, num_classes=args.num_classes,
+        input_size=args.input_size, resize=args.resize, resize_mode=args.resize_mode))
