@@ -331,13 +331,35 @@ _OFFICIAL_APINET = KeyMapping(
     ),
 )
 
+def _effnet_name(state: Mapping[str, Tensor]) -> str | None:
+    """timm's ``tf_efficientnet_liteN`` by its blocks per group and its third group's width."""
+    if "conv_stem.weight" not in state or "conv_head.weight" not in state:
+        return None
+    blocks = tuple(_count_blocks(state, rf"^blocks\.{i}\.(\d+)\.") for i in range(7))
+    width = state.get("blocks.2.0.conv_pwl.weight")
+    third = None if width is None else int(width.shape[0])
+    known = {((1, 2, 2, 3, 3, 4, 1), 40): "efficientnet_lite0", ((1, 3, 3, 4, 4, 5, 1), 40): "efficientnet_lite1",
+             ((1, 3, 3, 4, 4, 5, 1), 48): "efficientnet_lite2"}
+    return known.get((blocks, third), f"an EfficientNet with blocks {list(blocks)} (not Lite0/1/2)")
+
+
+def _effnet_prefixes() -> tuple[tuple[str, str], ...]:
+    from .backbones import _EFFNET_GROUPS, _EFFNET_STAGES
+
+    blocks = tuple((f"blocks.{block}.", f"trunk.stages.{stage}.{j}.")
+                   for stage, groups in zip(_EFFNET_STAGES, _EFFNET_GROUPS) for j, block in enumerate(groups))
+    return (("conv_stem.", "trunk.stem.0."), ("bn1.", "trunk.stem.1."), *blocks,
+            ("conv_head.", "trunk.tail.0."), ("bn2.", "trunk.tail.1."), ("classifier.", "fc."))
+
+
+_EFFNET_CLASSIFIER = KeyMapping(family="efficientnet", detect=_effnet_name, prefixes=_effnet_prefixes())
+
 #: ``--format`` of ``import-classifier`` -> the mappings it tries, in order.  timm's ResNets use
-#: torchvision's key names, so they share the mapping.  To support a timm EfficientNet-Lite
-#: checkpoint once that trunk exists in :mod:`apinet.backbones`, add a KeyMapping that detects it
-#: (``conv_stem`` / ``blocks.N`` / ``conv_head`` keys) and rewrites its prefixes onto the trunk.
+#: torchvision's key names, so they share the mapping; timm's ``tf_efficientnet_lite0/1/2`` map onto
+#: the EfficientNet-Lite trunks.
 FORMATS: dict[str, tuple[KeyMapping, ...]] = {
     "torchvision": (_RESNET_CLASSIFIER, _DENSENET_CLASSIFIER),
-    "timm": (_RESNET_CLASSIFIER,),
+    "timm": (_RESNET_CLASSIFIER, _EFFNET_CLASSIFIER),
 }
 
 
@@ -499,6 +521,7 @@ def import_classifier(
     without ``module.``). The card records the preprocessing given here (default: torchvision's
     resize 256 / centre crop 224; ``resize=None`` is ``input_size / 0.875``, torchvision's ratio).
     """
+    from .backbones import BACKBONES
     from .checkpoint import save_checkpoint
     from .data.transforms import Preprocess
     from .model import Baseline
@@ -510,7 +533,7 @@ def import_classifier(
     if resize is None:
         resize = round(input_size / 0.875)
     try:
-        preprocess = Preprocess(input_size, resize, resize_mode=resize_mode).to_dict()
+        Preprocess(input_size, resize, resize_mode=resize_mode)
     except ValueError as exc:
         raise ImportProblem(f"invalid preprocessing: {exc}") from None
     obj = read_torch_file(path)
@@ -527,6 +550,8 @@ def import_classifier(
         raise ImportProblem(f"{path}: missing key(s) for a {backbone} classifier: {head!r}")
     outputs = int(state[head].shape[0])
     names = _classes(path, outputs, class_names, num_classes)
+    spec = BACKBONES[backbone]  # the input statistics its ImageNet weights were trained with
+    preprocess = Preprocess(input_size, resize, resize_mode=resize_mode, mean=spec.mean, std=spec.std).to_dict()
     model = Baseline(backbone, outputs, dropout=0.0)
     _load_into(path, model, mapping, state, f"a {backbone} classifier")
     source = {"kind": f"{fmt} {backbone} classifier", "file": path.name, "sha256": _sha256(path)}

@@ -467,6 +467,21 @@ def test_timm_resnet_classifier_imports_with_identical_logits(tmp_path):
     assert card["source"]["kind"] == "timm resnet18 classifier"
 
 
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_timm_efficientnet_lite_classifier_imports_with_identical_logits(tmp_path, variant):
+    timm = pytest.importorskip("timm")
+    net = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False, num_classes=5)
+    _randomise_batchnorm(net)
+    src = tmp_path / f"{variant}.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(src))
+    out = import_classifier(src, tmp_path / f"imported_{variant}.safetensors", fmt="timm", num_classes=5)
+    card = _check_same_logits(net, out)
+    assert card["backbone"] == f"efficientnet_{variant}"
+    assert card["preprocess"]["mean"] == [0.5, 0.5, 0.5] == card["preprocess"]["std"]
+
+
 def test_classifier_on_an_unsupported_backbone_is_refused(tmp_path, capsys):
     src = tmp_path / "densenet121.pth"
     torch.save(models.densenet121(num_classes=3).state_dict(), src)
