@@ -20,7 +20,10 @@ pair and returns a :class:`PairExplanation`:
     the model has one for that stage, and the ``gated`` map is omitted otherwise;
   - ``trained``: the model's trainable :class:`~apinet.attention.LTPAEstimator`, when present.
 
-  Maps are the softmax over the h*w positions (each sums to 1); ``apinet.render`` shows them as
+  Parameter-free maps are the softmax over the h*w positions of cos(l_i, g) / T with T = 0.1
+  (each sums to 1; the paper's raw c_i = <l_i, g> spans ~1,000 logits on trained ReLU features and
+  gives one-hot maps, see :func:`~apinet.attention.ltpa_attention`); the raw c_i is kept in
+  ``compatibility1/2``, the softmax's input in ``scores1/2``. ``apinet.render`` shows the maps as
   ``a * h * w`` ("multiples of uniform attention") and says so on the colour bar.
 * ``cams``: class activation maps through the ``pytorch_grad_cam`` package (Grad-CAM, Grad-CAM++,
   LayerCAM, EigenCAM, HiResCAM, XGrad-CAM). Keys ``"<model>/<path>/<method>"``; path ``test`` is the
@@ -59,7 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import to_jsonable
-from .attention import DoubleAttention, ltpa_attention
+from .attention import COSINE_TEMPERATURE, DoubleAttention, ltpa_attention
 
 __all__ = [
     "A2StageMaps",
@@ -133,8 +136,21 @@ class AttentionMap:
     map2: np.ndarray  # [h, w] float32
     label: str
     normalisation: str
-    compatibility1: np.ndarray | None = None  # [h, w] raw scores c_i before the softmax
+    compatibility1: np.ndarray | None = None  # [h, w] raw compatibility c_i = <l_i, g> (trained: its c_i)
     compatibility2: np.ndarray | None = None
+    scores1: np.ndarray | None = None  # [h, w] what the softmax saw: cos(l_i, g) / T (parameter-free maps)
+    scores2: np.ndarray | None = None
+    similarity: str = "dot"  # "cosine" for the parameter-free maps, "dot" / "pc" for the trained estimator
+    temperature: float = 1.0
+
+    def effective_support(self) -> tuple[float, float]:
+        """exp(entropy) of each softmax map: the number of cells it spreads over (1 = one-hot)."""
+        out = []
+        for m in (self.map1, self.map2):
+            p = np.asarray(m, dtype=np.float64).ravel()
+            p = p[p > 0] / p.sum()
+            out.append(float(np.exp(-(p * np.log(p)).sum())))
+        return out[0], out[1]
 
 
 @dataclass
@@ -468,6 +484,8 @@ def _forward(model: nn.Module, x: Tensor, name: str) -> _Pass:
 # --------------------------------------------------------------------------------------------------
 
 _SOFTMAX_NOTE = "softmax over the h*w positions (each map sums to 1)"
+_COSINE_NOTE = (f"softmax over the h*w positions of cos(l_i, g) / {COSINE_TEMPERATURE} (each map sums to 1; "
+                "the raw c_i = <l_i, g> is in compatibility1/2)")
 
 
 def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
@@ -479,12 +497,9 @@ def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
             raise ValueError(f"LTPA stage {stage!r} is not one of {list(run.stages)}")
         local = run.stages[stage]
         own = model.pool_features(local)
-        m = ltpa_attention(local, own)
+        m = _cosine_ltpa(local, own)
         g_text = "x (the pooled feature)" if stage == run.last else f"GAP of {stage}"
-        out[f"{name}/pooled/{stage}"] = AttentionMap(
-            _np(m.attention[0]), _np(m.attention[1]),
-            label=f"{name} LTPA {stage}, g = {g_text}", normalisation=_SOFTMAX_NOTE,
-            compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]))
+        out[f"{name}/pooled/{stage}"] = _attention_map(m, f"{name} LTPA {stage}, g = {g_text}")
         if gated is None:
             continue
         projected = None
@@ -494,19 +509,30 @@ def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
             projected = estimator.projections[estimator.stages.index(stage)](local)
             how = ", local features projected by the trained estimator"
         if projected is not None:
-            m = ltpa_attention(projected, gated)
-            out[f"{name}/gated/{stage}"] = AttentionMap(
-                _np(m.attention[0]), _np(m.attention[1]),
-                label=f"{name} LTPA {stage}, g = x^self{how}", normalisation=_SOFTMAX_NOTE,
-                compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]))
+            m = _cosine_ltpa(projected, gated)
+            out[f"{name}/gated/{stage}"] = _attention_map(m, f"{name} LTPA {stage}, g = x^self{how}")
     if run.trained_ltpa is not None:
         for stage, att in run.trained_ltpa.attention.items():
             comp = run.trained_ltpa.compatibility[stage]
             norm = _SOFTMAX_NOTE if estimator.normalize == "softmax" else "sigmoid per position, in (0, 1)"
             out[f"{name}/trained/{stage}"] = AttentionMap(
                 _np(att[0]), _np(att[1]), label=f"{name} trained LTPA {stage} ({estimator.compatibility})",
-                normalisation=norm, compatibility1=_np(comp[0]), compatibility2=_np(comp[1]))
+                normalisation=norm, compatibility1=_np(comp[0]), compatibility2=_np(comp[1]),
+                scores1=_np(comp[0]), scores2=_np(comp[1]), similarity=estimator.compatibility)
     return out
+
+
+def _cosine_ltpa(local: Tensor, global_vec: Tensor):
+    """Parameter-free LTPA as the explanations show it: cosine compatibility at temperature
+    :data:`~apinet.attention.COSINE_TEMPERATURE` (why: :func:`~apinet.attention.ltpa_attention`)."""
+    return ltpa_attention(local, global_vec, similarity="cosine", temperature=COSINE_TEMPERATURE)
+
+
+def _attention_map(m, label: str) -> AttentionMap:
+    return AttentionMap(
+        _np(m.attention[0]), _np(m.attention[1]), label=label, normalisation=_COSINE_NOTE,
+        compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]),
+        scores1=_np(m.scores[0]), scores2=_np(m.scores[1]), similarity=m.similarity, temperature=m.temperature)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -760,6 +786,7 @@ def explain_pair(
         "k": int(k), "rank_by": rank_by, "cam_methods": list(cam_methods), "cam_layer": cam_layer or run.last,
         "cam_paths": list(cam_paths), "ltpa_stages": stages, "preprocess": preprocess.to_dict(),
         "apinet": _describe_model(model), "baseline": _describe_model(baseline) if baseline is not None else None,
+        "ltpa_similarity": "cosine", "ltpa_temperature": COSINE_TEMPERATURE,
         "rank_margin": RANK_MARGIN, "timings_s": timings,
     }
     return PairExplanation(

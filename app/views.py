@@ -414,17 +414,34 @@ def _attention_section(ctx: Context, view: str, **select: Any) -> None:
                 note = f"{panel.units} · {_range_text(panel)}"
                 if source is not None and hasattr(source, "target1"):
                     note += f" · targets A → {_class_name(e, source.target1)}, B → {_class_name(e, source.target2)}"
+                if view == "ltpa" and source is not None:
+                    note += " · " + _ltpa_numbers(source)
                 st.caption(note)
     st.caption(_scope_caption(s.scope))
+
+
+def _ltpa_numbers(att) -> str:
+    """Raw compatibility range and spread of an LTPA map, as the explanation computed them."""
+    parts = []
+    if att.compatibility1 is not None:
+        parts.append(f"raw c = ⟨l_i, g⟩: A [{_fmt(float(np.min(att.compatibility1)))}, "
+                     f"{_fmt(float(np.max(att.compatibility1)))}], B [{_fmt(float(np.min(att.compatibility2)))}, "
+                     f"{_fmt(float(np.max(att.compatibility2)))}]")
+    if att.normalisation.startswith("softmax"):
+        s1, s2 = att.effective_support()
+        parts.append(f"spread exp(entropy): A {s1:.1f}, B {s2:.1f} of {att.map1.size} cells")
+    return " · ".join(parts)
 
 
 def _ltpa(ctx: Context) -> None:
     e = ctx.expl
     st.markdown("#### LTPA: where the global descriptor looks")
-    st.caption("Learn to Pay Attention (Jetley et al., ICLR 2018): compatibility c_i = ⟨l_i, g⟩ between each "
-               "local feature l_i and a global vector g, softmax over the h·w positions. *pooled*: g = the "
-               "stage's own pooled feature (parameter-free); *gated*: g = API-Net's gated feature x^self; "
-               "*trained*: the model's trained estimator, when it has one.")
+    st.caption("Learn to Pay Attention (Jetley et al., ICLR 2018) between each local feature l_i and a global "
+               "vector g, softmax over the h·w positions. Parameter-free maps use the cosine cos(l_i, g) at "
+               "temperature 0.1: the paper's raw c_i = ⟨l_i, g⟩ spans ~1,000 logits on trained features and "
+               "its softmax lights a single cell (its range is printed under each map). *pooled*: g = the "
+               "stage's own pooled feature; *gated*: g = API-Net's gated feature x^self; "
+               "*trained*: the model's trained estimator (its own compatibility), when it has one.")
     stage = ctx.settings.stage
     keys = [k for k in e.ltpa if k.endswith("/" + stage)]
     if not keys:

@@ -303,3 +303,29 @@ def test_a2_config_round_trip() -> None:
     rebuilt.load_state_dict(block.state_dict())
     x = torch.randn(1, 8, 2, 2)
     assert torch.equal(rebuilt(x), block(x))
+
+
+def test_ltpa_cosine_compatibility_with_temperature_by_hand():
+    local = torch.tensor([[[[3.0, 0.0], [1.0, 0.0]], [[4.0, 2.0], [0.0, 0.0]]]])  # [1, 2, 2, 2]
+    g = torch.tensor([[1.0, 0.0]])
+    # positions (3,4), (0,2), (1,0), (0,0): c = 3, 0, 1, 0; cos = 0.6, 0, 1, 0 (zero vector -> 0)
+    out = ltpa_attention(local, g, similarity="cosine", temperature=0.5)
+    assert torch.allclose(out.compatibility, _pos([3.0, 0.0, 1.0, 0.0]))
+    assert torch.allclose(out.scores, _pos([1.2, 0.0, 2.0, 0.0]))
+    expected = torch.softmax(torch.tensor([1.2, 0.0, 2.0, 0.0]), 0)
+    assert torch.allclose(out.attention.flatten(), expected, atol=1e-6)
+    assert (out.similarity, out.temperature) == ("cosine", 0.5)
+    # the temperature changes the spread, never the order of the positions
+    sharp = ltpa_attention(local, g, similarity="cosine", temperature=0.05)
+    assert torch.equal(sharp.attention.flatten().argsort(), out.attention.flatten().argsort())
+    assert sharp.attention.max() > out.attention.max()
+    # the default is the paper's dot product
+    assert torch.equal(ltpa_attention(local, g).scores, out.compatibility)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_ltpa_rejects_bad_temperatures(temperature):
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        ltpa_attention(HAND_LOCAL, HAND_GLOBAL, similarity="cosine", temperature=temperature)
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        ltpa_attention(HAND_LOCAL, HAND_GLOBAL, similarity="l2")  # type: ignore[arg-type]

@@ -67,8 +67,39 @@ def test_ltpa_maps_sum_to_one_and_use_the_right_global_vector(expl, models, pair
         x = model.pool_features(maps)
         out = model.interact(x[:1], x[1:])
         c = torch.einsum("chw,c->hw", maps[1], out.self2[0])
-    np.testing.assert_allclose(expl.ltpa["apinet/gated/layer4"].map2, torch.softmax(c.flatten(), 0).view_as(c),
-                               rtol=1e-4, atol=1e-7)
+        cos = c / (maps[1].norm(dim=0) * out.self2[0].norm())
+    gated = expl.ltpa["apinet/gated/layer4"]
+    np.testing.assert_allclose(gated.map2, torch.softmax(cos.flatten() / 0.1, 0).view_as(c), rtol=1e-4, atol=1e-7)
+    # the raw compatibility c_i = <l_i, g> is kept next to the scores the softmax saw
+    np.testing.assert_allclose(gated.compatibility2, c, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gated.scores2, cos / 0.1, rtol=1e-4, atol=1e-5)
+    assert (gated.similarity, gated.temperature) == ("cosine", 0.1)
+    assert expl.settings["ltpa_similarity"] == "cosine" and expl.settings["ltpa_temperature"] == 0.1
+
+
+def test_ltpa_maps_of_a_trained_model_on_a_real_image_spread_over_many_cells():
+    """The shipped demo checkpoint on SynthBirds validation images: the raw dot product <l_i, g>
+    gives one-hot softmax maps (the reason for the cosine); the maps the explanation shows spread."""
+    from apinet.data import build_dataset
+    from apinet.explain import DEFAULT_APINET_CHECKPOINT, load_pair_models, preprocess_from_card
+
+    model, card, _, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)
+    pre = preprocess_from_card(card)
+    data = build_dataset("synthbirds", "val", image_size=pre.resize)
+    supports, raw_supports = [], []
+    for i in (0, 21, 42, 63):
+        e = explain_pair(model, data.sample(i).image, data.sample(i + 1).image, preprocess=pre, cam_methods=(),
+                         ltpa_stages=("layer3", "layer4"))
+        for key in ("apinet/pooled/layer4", "apinet/gated/layer4", "apinet/pooled/layer3"):
+            att = e.ltpa[key]
+            supports += att.effective_support()
+            for c in (att.compatibility1, att.compatibility2):  # the paper's raw softmax of c
+                raw = torch.softmax(torch.as_tensor(c).flatten().double(), 0).numpy()
+                raw = raw[raw > 0]
+                raw_supports.append(float(np.exp(-(raw * np.log(raw)).sum())))
+    assert max(raw_supports) < 1.5  # one-hot: what the issue found
+    assert min(supports) > 8.0  # of 64 cells
+    assert float(np.median(supports)) > 20.0
 
 
 def test_topk_indices_are_argsort_of_gates(expl, models, pair):
