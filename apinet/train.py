@@ -54,6 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_size": 448,
         "resize": 512,
         "test_resize": 512,
+        "resize_mode": "square",  # the official train.py: Resize((512, 512)) before the 448 crop
         "n_classes": 30,
         "n_samples": 4,
         "optimizer": "sgd",
@@ -81,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_size": 128,
         "resize": 128,
         "test_resize": 128,
+        "resize_mode": "shorter",
         "n_classes": 8,
         "n_samples": 4,
         "optimizer": "adamw",
@@ -115,8 +117,11 @@ def register(subparsers) -> None:
     p.add_argument("--val-split", default=S, help="split validated each epoch (default: val for synthbirds, else test)")
     p.add_argument("--image-size", type=int, default=S, help="SynthBirds render size")
     p.add_argument("--input-size", type=int, default=S, help="network input side (crop)")
-    p.add_argument("--resize", type=int, default=S, help="train: shorter side resized to this before the random crop")
-    p.add_argument("--test-resize", type=int, default=S, help="test: shorter side before the centre crop")
+    p.add_argument("--resize", type=int, default=S, help="train: size before the random crop (see --resize-mode)")
+    p.add_argument("--test-resize", type=int, default=S, help="test: size before the centre crop (see --resize-mode)")
+    p.add_argument("--resize-mode", choices=["square", "shorter"], default=S,
+                   help="square: resize to RESIZE x RESIZE, then crop (the official code, paper preset); shorter: "
+                        "shorter side to RESIZE, aspect kept (demo preset)")
     p.add_argument("--per-class", type=int, default=S, help="SynthBirds: training images per class")
     p.add_argument("--val-per-class", type=int, default=S, help="SynthBirds: validation images per class")
     p.add_argument("--n-classes", type=int, default=S, help="classes per batch")
@@ -568,8 +573,9 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     # Validate the data first: a bad path fails in a second with one line.
     spec = config["data"]
     val_split = config["val_split"] or default_val_split(spec)
-    pre_train = Preprocess(config["input_size"], config["resize"])
-    pre_test = Preprocess(config["input_size"], config["test_resize"])
+    resize_mode = config.get("resize_mode") or "shorter"  # configs saved before the flag existed
+    pre_train = Preprocess(config["input_size"], config["resize"], resize_mode=resize_mode)
+    pre_test = Preprocess(config["input_size"], config["test_resize"], resize_mode=resize_mode)
     train_raw = build_dataset(spec, "train", None, **_dataset_kwargs(spec, config, "train"))
     val_set = build_dataset(spec, val_split, pre_test.transform(False), **_dataset_kwargs(spec, config, val_split))
     num_classes = len(train_raw.classes)
