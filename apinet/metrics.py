@@ -606,7 +606,8 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
             if not mask.any():
                 skipped += 1
                 continue
-            obj, centre = pair.objects[i - 1], pair.centres[i - 1]
+            # the part is on the bird: count its pixels as bird (a CUB keypoint can lie just outside its box)
+            obj, centre = pair.objects[i - 1] | mask, pair.centres[i - 1]
             scored_images.add(int(pair.indices[i - 1]))
             area.append(float(mask.mean()))
             bird_area.append(float(obj.mean()))
