@@ -20,7 +20,11 @@ pair and returns a :class:`PairExplanation`:
     the model has one for that stage, and the ``gated`` map is omitted otherwise;
   - ``trained``: the model's trainable :class:`~apinet.attention.LTPAEstimator`, when present.
 
-  Maps are the softmax over the h*w positions (each sums to 1); ``apinet.render`` shows them as
+  Parameter-free maps are the softmax over the h*w positions of c_i / T, with T the standard
+  deviation of c over the image's positions (each sums to 1; at T = 1, the paper's, c spans ~1,000
+  logits on trained ReLU features and the maps are one-hot, see
+  :func:`~apinet.attention.ltpa_attention`); the raw c_i is kept in ``compatibility1/2``, the
+  softmax's input in ``scores1/2``, T in ``temperature1/2``. ``apinet.render`` shows the maps as
   ``a * h * w`` ("multiples of uniform attention") and says so on the colour bar.
 * ``cams``: class activation maps through the ``pytorch_grad_cam`` package (Grad-CAM, Grad-CAM++,
   LayerCAM, EigenCAM, HiResCAM, XGrad-CAM). Keys ``"<model>/<path>/<method>"``; path ``test`` is the
@@ -59,12 +63,14 @@ import torch
 from torch import Tensor, nn
 
 from ._io import to_jsonable
-from .attention import DoubleAttention, ltpa_attention
+from .attention import EXPLAIN_TEMPERATURE, DoubleAttention, ltpa_attention
 
 __all__ = [
     "A2StageMaps",
     "AttentionMap",
+    "CAM_LABELS",
     "CAM_METHODS",
+    "CAM_NOTE",
     "CamMaps",
     "ChannelMaps",
     "DEFAULT_APINET_CHECKPOINT",
@@ -101,6 +107,24 @@ CAM_METHODS: dict[str, str] = {
 }
 _GRADIENT_FREE = {"eigencam"}
 
+#: Menu labels. At the last feature maps every model here has global average pooling and a linear
+#: head, so dScore/dA_c(i, j) = w_c / (h w) at every position: Grad-CAM's channel weights (mean
+#: gradient), HiResCAM's element-wise gradient x activation and XGrad-CAM's activation-weighted
+#: gradients all reduce to ReLU(sum_c w_c A_c / (h w)), the same map (tested). They differ only at
+#: an earlier ``cam_layer``. EigenCAM is the first principal component of the activations: it
+#: ignores the target class and the logit path.
+CAM_LABELS: dict[str, str] = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM (class-agnostic)",
+    "hirescam": "HiResCAM (= Grad-CAM at the last layer)",
+    "xgradcam": "XGrad-CAM (= Grad-CAM at the last layer)",
+}
+CAM_NOTE = ("At the last feature maps (global average pooling, linear classifier) Grad-CAM, HiResCAM and "
+            "XGrad-CAM are the same map: the gradient is w_c / (h·w) at every position. EigenCAM is the first "
+            "principal component of the activations: it ignores the target class.")
+
 
 # --------------------------------------------------------------------------------------------------
 # Result dataclasses
@@ -133,8 +157,22 @@ class AttentionMap:
     map2: np.ndarray  # [h, w] float32
     label: str
     normalisation: str
-    compatibility1: np.ndarray | None = None  # [h, w] raw scores c_i before the softmax
+    compatibility1: np.ndarray | None = None  # [h, w] raw compatibility c_i = <l_i, g> (trained: its c_i)
     compatibility2: np.ndarray | None = None
+    scores1: np.ndarray | None = None  # [h, w] what the softmax saw: c_i / T (parameter-free maps)
+    scores2: np.ndarray | None = None
+    similarity: str = "dot"  # "dot" for the parameter-free maps, "dot" / "pc" for the trained estimator
+    temperature1: float = 1.0  # T of image 1's parameter-free map (the std of its c over positions)
+    temperature2: float = 1.0
+
+    def effective_support(self) -> tuple[float, float]:
+        """exp(entropy) of each softmax map: the number of cells it spreads over (1 = one-hot)."""
+        out = []
+        for m in (self.map1, self.map2):
+            p = np.asarray(m, dtype=np.float64).ravel()
+            p = p[p > 0] / p.sum()
+            out.append(float(np.exp(-(p * np.log(p)).sum())))
+        return out[0], out[1]
 
 
 @dataclass
@@ -201,13 +239,45 @@ class PairExplanation:
     settings: dict[str, Any] = field(default_factory=dict)  # k, rank_by, methods, models, timings, ...
     # "self1", "other1", "self2", "other2" -> [D]: x_i + x_i * g_i and x_i + x_i * g_j, as the model computed them
     interaction: dict[str, np.ndarray] = field(default_factory=dict)
+    # [D] int64: every channel in the order of the ranking this explanation used (settings["rank_by"]),
+    # best first; channels["apinet_gate{i}"].indices is its first k. The app shows these, never re-sorts.
+    gate_order1: np.ndarray | None = None
+    gate_order2: np.ndarray | None = None
+    # softmax of every logit vector (same keys as ``logits``; baseline: "1_test", "2_test"), float32
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    baseline_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    rank_margin: float = RANK_MARGIN  # the score-ranking margin of rank_term1/2
     # one line per image that is unlike the model's training data (apinet.ood), None for a familiar one
     unusual: tuple[str | None, str | None] = (None, None)
+
+    def __post_init__(self) -> None:
+        # explanations stored before these fields existed: derive them once, here, with the same code
+        if self.gate_order1 is None or self.gate_order2 is None:
+            rank_by = (self.settings or {}).get("rank_by", "gate")
+            self.gate_order1, self.gate_order2 = (
+                _gate_order(g, x, self.mutual, rank_by)
+                for g, x in ((self.gate1, self.features1), (self.gate2, self.features2)))
+        if not self.probabilities:
+            self.probabilities = {key: _softmax(v).astype(np.float32) for key, v in self.logits.items()}
+        if not self.baseline_probabilities:
+            self.baseline_probabilities = {key: _softmax(v).astype(np.float32)
+                                           for key, v in self.baseline_logits.items()}
 
     # --- convenience -------------------------------------------------------------------------------
 
     def predicted(self, image: int, path: str = "test") -> int:
         return int(np.argmax(self.logits[f"{image}_{path}"]))
+
+    def gate_order(self, image: int) -> np.ndarray:
+        """Every channel of image ``image``'s gate (1 or 2), best first by the explanation's ranking."""
+        return self.gate_order1 if image == 1 else self.gate_order2  # type: ignore[return-value]
+
+    def top_classes(self, key: str, n: int = 5, model: str = "apinet") -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` most probable classes of logit vector ``key`` (e.g. ``"1_test"``) and their
+        probabilities, best first (ties: lower class index first)."""
+        probs = (self.probabilities if model == "apinet" else self.baseline_probabilities)[key]
+        order = np.argsort(-probs.astype(np.float64), kind="stable")[:n]
+        return order.astype(np.int64), probs[order]
 
     # --- serialisation -----------------------------------------------------------------------------
 
@@ -222,6 +292,11 @@ class PairExplanation:
             arrays[f"baseline_logits/{key}"] = value
         for key, value in self.interaction.items():
             arrays[f"interaction/{key}"] = value
+        arrays["gate_order1"], arrays["gate_order2"] = self.gate_order1, self.gate_order2
+        for key, value in self.probabilities.items():
+            arrays[f"probabilities/{key}"] = value
+        for key, value in self.baseline_probabilities.items():
+            arrays[f"baseline_probabilities/{key}"] = value
         if self.baseline_features1 is not None:
             arrays["baseline_features1"] = self.baseline_features1
             arrays["baseline_features2"] = self.baseline_features2
@@ -245,7 +320,7 @@ class PairExplanation:
             "predicted_test": [self.predicted(1), self.predicted(2)],
             "p_self1": self.p_self1, "p_other1": self.p_other1,
             "p_self2": self.p_self2, "p_other2": self.p_other2,
-            "rank_term1": self.rank_term1, "rank_term2": self.rank_term2,
+            "rank_term1": self.rank_term1, "rank_term2": self.rank_term2, "rank_margin": self.rank_margin,
             "unusual": list(self.unusual),
             "channels": {k: {**scalars(c), "indices": c.indices.tolist(), "scores": c.scores.tolist(),
                              "indices2": np.asarray(c.indices2).tolist(),
@@ -318,6 +393,11 @@ class PairExplanation:
             baseline_features2=arrays.get("baseline_features2"),
             settings=meta["settings"],
             interaction={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("interaction/")},
+            gate_order1=arrays.get("gate_order1"), gate_order2=arrays.get("gate_order2"),
+            probabilities={k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("probabilities/")},
+            baseline_probabilities={k.split("/", 1)[1]: v for k, v in arrays.items()
+                                    if k.startswith("baseline_probabilities/")},
+            rank_margin=float(meta.get("rank_margin", meta["settings"].get("rank_margin", RANK_MARGIN))),
         )
 
 
@@ -471,6 +551,8 @@ def _forward(model: nn.Module, x: Tensor, name: str) -> _Pass:
 # --------------------------------------------------------------------------------------------------
 
 _SOFTMAX_NOTE = "softmax over the h*w positions (each map sums to 1)"
+_LTPA_NOTE = ("softmax over the h*w positions of c_i / T, c_i = <l_i, g>, T = the standard deviation of c over "
+              "the image's positions (each map sums to 1; c in compatibility1/2, T in temperature1/2)")
 
 
 def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
@@ -482,12 +564,9 @@ def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
             raise ValueError(f"LTPA stage {stage!r} is not one of {list(run.stages)}")
         local = run.stages[stage]
         own = model.pool_features(local)
-        m = ltpa_attention(local, own)
+        m = _scaled_ltpa(local, own)
         g_text = "x (the pooled feature)" if stage == run.last else f"GAP of {stage}"
-        out[f"{name}/pooled/{stage}"] = AttentionMap(
-            _np(m.attention[0]), _np(m.attention[1]),
-            label=f"{name} LTPA {stage}, g = {g_text}", normalisation=_SOFTMAX_NOTE,
-            compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]))
+        out[f"{name}/pooled/{stage}"] = _attention_map(m, f"{name} LTPA {stage}, g = {g_text}")
         if gated is None:
             continue
         projected = None
@@ -497,19 +576,31 @@ def _ltpa_maps(model: nn.Module, name: str, run: _Pass, stages: Sequence[str],
             projected = estimator.projections[estimator.stages.index(stage)](local)
             how = ", local features projected by the trained estimator"
         if projected is not None:
-            m = ltpa_attention(projected, gated)
-            out[f"{name}/gated/{stage}"] = AttentionMap(
-                _np(m.attention[0]), _np(m.attention[1]),
-                label=f"{name} LTPA {stage}, g = x^self{how}", normalisation=_SOFTMAX_NOTE,
-                compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]))
+            m = _scaled_ltpa(projected, gated)
+            out[f"{name}/gated/{stage}"] = _attention_map(m, f"{name} LTPA {stage}, g = x^self{how}")
     if run.trained_ltpa is not None:
         for stage, att in run.trained_ltpa.attention.items():
             comp = run.trained_ltpa.compatibility[stage]
             norm = _SOFTMAX_NOTE if estimator.normalize == "softmax" else "sigmoid per position, in (0, 1)"
             out[f"{name}/trained/{stage}"] = AttentionMap(
                 _np(att[0]), _np(att[1]), label=f"{name} trained LTPA {stage} ({estimator.compatibility})",
-                normalisation=norm, compatibility1=_np(comp[0]), compatibility2=_np(comp[1]))
+                normalisation=norm, compatibility1=_np(comp[0]), compatibility2=_np(comp[1]),
+                scores1=_np(comp[0]), scores2=_np(comp[1]), similarity=estimator.compatibility)
     return out
+
+
+def _scaled_ltpa(local: Tensor, global_vec: Tensor):
+    """Parameter-free LTPA as the explanations show it: the paper's c_i = <l_i, g> at temperature
+    T = its standard deviation over positions (why: :func:`~apinet.attention.ltpa_attention`)."""
+    return ltpa_attention(local, global_vec, similarity="dot", temperature=EXPLAIN_TEMPERATURE)
+
+
+def _attention_map(m, label: str) -> AttentionMap:
+    return AttentionMap(
+        _np(m.attention[0]), _np(m.attention[1]), label=label, normalisation=_LTPA_NOTE,
+        compatibility1=_np(m.compatibility[0]), compatibility2=_np(m.compatibility[1]),
+        scores1=_np(m.scores[0]), scores2=_np(m.scores[1]), similarity=m.similarity,
+        temperature1=float(m.temperature[0]), temperature2=float(m.temperature[1]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -622,7 +713,10 @@ def _compute_cams(model: nn.Module, name: str, x: Tensor, run: _Pass, targets: t
             raw = obj.get_cam_image(x, None, cam_targets, activations, grads.get(path), False)
             raw = np.maximum(raw, 0).astype(np.float32)  # grad-cam's ReLU, without its min-max
             up = [_upsample(r, size) for r in raw]
-            what = "pair-path self logit" if path == "pair" else "test-path logit"
+            if method in _GRADIENT_FREE:
+                what = "class-agnostic: first principal component of the activations, no target"
+            else:
+                what = "pair-path self logit" if path == "pair" else "test-path logit"
             results[f"{name}/{path}/{method}"] = CamMaps(
                 map1=up[0], map2=up[1], target1=int(t1), target2=int(t2), method=method,
                 label=f"{name} {method} ({what}, {layer_name})", raw1=raw[0], raw2=raw[1],
@@ -752,8 +846,11 @@ def explain_pair(
     x1, x2 = _np(run.pooled[0]), _np(run.pooled[1])
     g1, g2 = _np(out.gate1[0]), _np(out.gate2[0])
     maps = _np(run.stages[run.last])
-    channels = _channel_sets(k, rank_by, x1, x2, g1, g2, _np(out.mutual[0]), maps, brun)
-    p = {key: _softmax(v)[targets[0] if key.startswith("1") else targets[1]] for key, v in logits.items()}
+    xm = _np(out.mutual[0])
+    channels = _channel_sets(k, rank_by, x1, x2, g1, g2, xm, maps, brun)
+    order1, order2 = _gate_order(g1, x1, xm, rank_by), _gate_order(g2, x2, xm, rank_by)
+    probabilities = {key: _softmax(v).astype(np.float32) for key, v in logits.items()}
+    p = {key: float(v[targets[0] if key.startswith("1") else targets[1]]) for key, v in probabilities.items()}
     timings["assemble"] = time.perf_counter() - tic
 
     a2 = dict(run.a2)
@@ -763,6 +860,7 @@ def explain_pair(
         "k": int(k), "rank_by": rank_by, "cam_methods": list(cam_methods), "cam_layer": cam_layer or run.last,
         "cam_paths": list(cam_paths), "ltpa_stages": stages, "preprocess": preprocess.to_dict(),
         "apinet": _describe_model(model), "baseline": _describe_model(baseline) if baseline is not None else None,
+        "ltpa_similarity": "dot", "ltpa_temperature": EXPLAIN_TEMPERATURE,
         "rank_margin": RANK_MARGIN, "timings_s": timings,
     }
     return PairExplanation(
@@ -779,12 +877,21 @@ def explain_pair(
         baseline_features2=None if brun is None else _np(brun.pooled[1]),
         settings=settings,
         interaction={name: _np(getattr(out, name)[0]) for name in ("self1", "other1", "self2", "other2")},
+        gate_order1=order1, gate_order2=order2, probabilities=probabilities, rank_margin=RANK_MARGIN,
     )
 
 
 def _softmax(v: np.ndarray) -> np.ndarray:
-    e = np.exp(v - v.max())
+    z = np.asarray(v, dtype=np.float64)
+    e = np.exp(z - z.max())
     return e / e.sum()
+
+
+def _gate_order(gate: np.ndarray, x: np.ndarray, xm: np.ndarray, rank_by: str) -> np.ndarray:
+    """All channels, best first, by the same ranking as the top-k channel sets (:func:`gate_topk_channels`)."""
+    by_act = rank_by == "gate_x_activation"
+    order, _ = gate_topk_channels(gate, len(gate), x if by_act else None, gate_logit=np.asarray(xm) * np.asarray(x))
+    return order
 
 
 def _describe_model(model: nn.Module) -> dict[str, Any]:

@@ -56,6 +56,9 @@ __all__ = [
 #: Zhang et al. (2016) count a pointing-game hit within 15 pixels of the annotation at 224 px input.
 STANDARD_TOLERANCE_PX = 15.0
 STANDARD_TOLERANCE_INPUT = 224
+#: Default number of pairs of the randomisation sanity check: 38 = every SynthBirds sibling pair twice,
+#: enough for a t-interval of the mean Spearman correlation per randomised layer.
+SANITY_PAIRS = 38
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,18 +300,24 @@ def cascading_randomization(model, compute_maps: Callable[[Any], Mapping[str, np
 MAP_TYPES = (
     "apinet_top_gated_channel", "apinet_top_gate_x_act_channel", "apinet_top_activation_channel",
     "apinet_ltpa_pooled", "apinet_ltpa_gated", "apinet_ltpa_trained", "apinet_gradcam_pair", "apinet_gradcam_test",
-    "baseline_top_channel", "baseline_gradcam", "random",
+    "baseline_top_channel", "baseline_gradcam", "random", "chance_bird_point", "chance_box_centre",
 )
 
 #: Paired comparisons reported by ``evaluate-explanations`` (McNemar's exact test on the same images).
 #: The first is the question of the project's issue #4: does API-Net's top gated channel point at the
-#: differing part more often than the baseline's top channel?
+#: differing part more often than the baseline's top channel? The ``chance_bird_point`` rows ask
+#: whether a map does better than a uniformly random point on the bird (PROTOCOL.md, amendment 3).
 COMPARISONS = (
     ("apinet_top_gated_channel", "baseline_top_channel"),
     ("apinet_top_gated_channel", "random"),
     ("apinet_top_gate_x_act_channel", "baseline_top_channel"),
     ("apinet_top_gate_x_act_channel", "apinet_top_activation_channel"),
     ("apinet_gradcam_test", "baseline_gradcam"),
+    ("apinet_top_gated_channel", "chance_bird_point"),
+    ("baseline_top_channel", "chance_bird_point"),
+    ("apinet_gradcam_test", "chance_bird_point"),
+    ("baseline_gradcam", "chance_bird_point"),
+    ("apinet_ltpa_pooled", "chance_bird_point"),
 )
 
 
@@ -347,18 +356,54 @@ def _maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | N
 
 
 def _mask_to_input(mask: np.ndarray, preprocess) -> np.ndarray:
-    """Apply the preprocessing geometry (resize shorter side, centre crop) to a mask."""
+    """Apply the preprocessing geometry (resize -- square or shorter side -- then centre crop) to a mask."""
     from PIL import Image
 
     h, w = mask.shape
-    scale = preprocess.resize / min(h, w)
-    nh, nw = round(h * scale), round(w * scale)
+    nw, nh, left, top = preprocess.geometry(w, h)
     img = Image.fromarray(mask.astype(np.uint8) * 255)
     if (nh, nw) != (h, w):
         img = img.resize((nw, nh), Image.NEAREST)
-    top, left = (nh - preprocess.input_size) // 2, (nw - preprocess.input_size) // 2
     img = img.crop((left, top, left + preprocess.input_size, top + preprocess.input_size))
     return np.asarray(img) > 127
+
+
+def _to_input_xy(x: float, y: float, size: tuple[int, int], pre) -> tuple[float, float]:
+    """A point ``(x, y)`` of a ``size = (w, h)`` image in the preprocessed input's pixel coordinates."""
+    w, h = size
+    nw, nh, left, top = pre.geometry(w, h)
+    return x * nw / w - left, y * nh / h - top
+
+
+def _point_map(row: int, col: int, size: int) -> np.ndarray:
+    """A map at input resolution whose only maximum is pixel (row, col), clipped into the input."""
+    m = np.zeros((size, size), dtype=np.float32)
+    m[min(max(int(row), 0), size - 1), min(max(int(col), 0), size - 1)] = 1.0
+    return m
+
+
+def _chance_maps(obj: np.ndarray, centre: tuple[float, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Object-aware chance: a uniformly random pixel of the visible bird, and the bird box's centre,
+    as maps whose maximum is that pixel (scored exactly like the explanation maps)."""
+    size = obj.shape[0]
+    rows, cols = np.nonzero(obj)
+    out = {}
+    if rows.size:
+        j = int(rng.integers(rows.size))
+        out["chance_bird_point"] = _point_map(rows[j], cols[j], size)
+    out["chance_box_centre"] = _point_map(math.floor(centre[1]), math.floor(centre[0]), size)
+    return out
+
+
+def _expected_point_rate(obj: np.ndarray, part: np.ndarray, tolerance: float) -> float:
+    """Probability that a uniformly random pixel of ``obj`` lies within ``tolerance`` px of ``part``
+    (the exact expectation of ``chance_bird_point``'s hit, same distance as :func:`pointing_game`)."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not obj.any():
+        return float("nan")
+    distance = distance_transform_edt(~part)  # 0 on the part, else Euclidean distance to its nearest pixel
+    return float(np.mean(distance[obj] <= max(tolerance, 0.0)))
 
 
 def _wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -385,6 +430,8 @@ class _ScoredPair:
     indices: tuple[int, int]  # dataset indices
     region: str  # SynthBirds part / CUB body region
     masks: tuple[np.ndarray, np.ndarray]  # bool [input, input] each (may be empty: part not visible)
+    objects: tuple[np.ndarray, np.ndarray]  # bool [input, input]: the visible bird (CUB: its box)
+    centres: tuple[tuple[float, float], tuple[float, float]]  # (x, y) of the bird box's centre, input pixels
 
 
 def _synthbirds_pairs(data, pre, pairs: int) -> Iterator[_ScoredPair]:
@@ -400,8 +447,12 @@ def _synthbirds_pairs(data, pre, pairs: int) -> Iterator[_ScoredPair]:
         rnd = p // len(siblings)
         ia, ib = rnd * data.num_classes + a, rnd * data.num_classes + b
         sa, sb = data.sample(ia), data.sample(ib)
+        centres = tuple(_to_input_xy((s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2, s.image.size, pre)
+                        for s in (sa, sb))
         yield _ScoredPair(sa.image, sb.image, (a, b), (ia, ib), part,
-                          (_mask_to_input(sa.masks[part], pre), _mask_to_input(sb.masks[part], pre)))
+                          (_mask_to_input(sa.masks[part], pre), _mask_to_input(sb.masks[part], pre)),
+                          (_mask_to_input(sa.masks["bird"], pre), _mask_to_input(sb.masks["bird"], pre)),
+                          centres)  # type: ignore[arg-type]
 
 
 def _cub_pairs(data, pre, pairs: int, radius: float) -> Iterator[_ScoredPair]:
@@ -431,46 +482,76 @@ def _cub_pairs(data, pre, pairs: int, radius: float) -> Iterator[_ScoredPair]:
     for a, b, ia, ib in plan[:pairs]:
         regions = attribute_region_distances(attributes, a, b)
         region = max(regions, key=regions.get)
-        images, masks = [], []
+        images, masks, objects, centres = [], [], [], []
         for index in (ia, ib):
             image = data.load_pil(index)
             points = [xy for name, xy in data.parts(index).items() if name in ATTRIBUTE_REGIONS[region]]
             images.append(image)
             masks.append(_points_to_mask(points, image.size, pre, radius))
-        yield _ScoredPair(images[0], images[1], (a, b), (ia, ib), region, (masks[0], masks[1]))
+            x0, y0, x1, y1 = data.box(index)
+            objects.append(_box_to_mask((x0, y0, x1, y1), image.size, pre))
+            centres.append(_to_input_xy((x0 + x1) / 2, (y0 + y1) / 2, image.size, pre))
+        yield _ScoredPair(images[0], images[1], (a, b), (ia, ib), region, (masks[0], masks[1]),
+                          (objects[0], objects[1]), (centres[0], centres[1]))
 
 
 def _points_to_mask(points: Sequence[tuple[float, float]], size: tuple[int, int], pre, radius: float) -> np.ndarray:
-    """Disks of ``radius`` around ``(x, y)`` points of a ``size = (w, h)`` image, in the preprocessed
-    input's geometry (shorter side resized to ``pre.resize``, centre crop ``pre.input_size``)."""
-    w, h = size
-    scale = pre.resize / min(w, h)
-    left, top = (round(w * scale) - pre.input_size) // 2, (round(h * scale) - pre.input_size) // 2
+    """The input pixels of ``(x, y)`` points of a ``size = (w, h)`` image, in the preprocessed input's
+    geometry (:meth:`Preprocess.geometry <apinet.data.transforms.Preprocess.geometry>`): with
+    ``radius = 0`` the pixel each point falls in, else disks of ``radius`` around the points."""
     yy, xx = np.mgrid[0:pre.input_size, 0:pre.input_size]
     mask = np.zeros((pre.input_size, pre.input_size), dtype=bool)
     for x, y in points:
+        px, py = _to_input_xy(x, y, size, pre)
+        if radius <= 0:
+            col, row = math.floor(px), math.floor(py)
+            if 0 <= row < pre.input_size and 0 <= col < pre.input_size:
+                mask[row, col] = True
+            continue
         # pixel (col, row) covers [col, col + 1): its centre is col + 0.5
-        cx, cy = x * scale - left - 0.5, y * scale - top - 0.5
-        mask |= (xx - cx) ** 2 + (yy - cy) ** 2 <= radius ** 2
+        mask |= (xx - (px - 0.5)) ** 2 + (yy - (py - 0.5)) ** 2 <= radius ** 2
     return mask
+
+
+def _box_to_mask(box: tuple[float, float, float, float], size: tuple[int, int], pre) -> np.ndarray:
+    """The input pixels whose centres lie inside box ``(x0, y0, x1, y1)`` of a ``size = (w, h)`` image."""
+    (x0, y0), (x1, y1) = _to_input_xy(box[0], box[1], size, pre), _to_input_xy(box[2], box[3], size, pre)
+    centres = np.arange(pre.input_size) + 0.5
+    cols = (centres >= x0) & (centres < x1)
+    rows = (centres >= y0) & (centres < y1)
+    return rows[:, None] & cols[None, :]
 
 
 def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 380,
                           data: str = "synthbirds", split: str = "test", tolerance: float | None = None,
                           part_radius: float | None = None, deletion_pairs: int = 4, steps: int = 16,
-                          sanity_pairs: int = 1, seed: int = 0,
+                          sanity_pairs: int = SANITY_PAIRS, seed: int = 0,
                           log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Pointing / energy game against the part that tells a pair's classes apart, deletion /
-    insertion, sanity check.
+    """Pointing / energy game against the part that tells a pair's classes apart, with object-aware
+    chance levels, deletion / insertion, and the cascading randomisation sanity check on many pairs.
 
     ``data``: ``"synthbirds[:SEED]"``: pair ``p`` takes sibling class pair ``p mod 19`` (two classes
     that differ in exactly one part) and image ``p // 19`` of each class, so ``pairs=380`` scores all
-    19 sibling pairs on 20 images each (760 images); the target is the part's pixel mask.
+    19 sibling pairs on 20 images each: 760 scorings of the 400 distinct test images (an image of a
+    class that has several siblings is scored once per sibling pair, against that pair's part).
+    The target is the part's pixel mask.
     ``"cub:PATH"``: every class with its nearest class by annotated attributes; the target is the body
-    region they differ in most, as disks of ``part_radius`` (default: the standard tolerance) around
-    its visible keypoints. Every map is scored at ``tolerance`` pixels (default: the standard 15 px at
-    224 px scaled to the input size) and at 0 px, and :data:`COMPARISONS` are tested pairwise with
-    :func:`mcnemar_exact` at both.
+    region they differ in most, as the input pixels of its visible keypoints (``part_radius``: disks
+    of that radius instead; default 0, so the tolerance is applied once, by the pointing game).
+    Every map is scored at ``tolerance`` pixels (default: the standard 15 px at 224 px scaled to the
+    input size, i.e. measured on the network input, not the original image) and at 0 px, and
+    :data:`COMPARISONS` are tested pairwise with :func:`mcnemar_exact` at both.
+
+    Chance levels, scored like the maps: ``random`` (i.i.d. noise: its argmax is a uniformly random
+    input pixel), ``chance_bird_point`` (a uniformly random pixel of the visible bird; CUB: of its
+    box; its exact expected rate is reported as ``pointing_expected``) and ``chance_box_centre``
+    (the bird box's centre). A map that points at the part no more often than a random point on the
+    bird has shown only that it looks at the bird.
+
+    Deletion / insertion run on the first image of the first ``deletion_pairs`` pairs whose first
+    image has not been used yet (distinct images). The sanity check runs on the first
+    ``sanity_pairs`` pairs and reports, per randomised layer, the mean Spearman correlation with a
+    95 % t-interval over the pairs.
     """
     import torch
 
@@ -489,7 +570,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         part_radius = None
     elif kind == "cub":
         dataset = build_dataset(data, split)
-        part_radius = standard if part_radius is None else float(part_radius)
+        part_radius = 0.0 if part_radius is None else float(part_radius)
         source = _cub_pairs(dataset, pre, pairs, part_radius)
     else:
         raise ValueError(f"evaluate-explanations needs part annotations: data 'synthbirds[:SEED]' or 'cub:PATH', "
@@ -499,13 +580,18 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     if head != n_classes:
         raise ValueError(f"{checkpoint} has {head} classes, {data} has {n_classes}: use a checkpoint trained on it")
     rng = np.random.default_rng(seed)
+    chance_rng = np.random.default_rng([seed, 1])  # its own stream: the noise maps stay as they were
     hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}
+    expected: dict[str, list[float]] = {key: [] for key in tolerances}
     energy: dict[str, list[float]] = {}
     by_part: dict[str, dict[str, list[int]]] = {}
     area: list[float] = []
+    bird_area: list[float] = []
     skipped = 0
     records = []
+    scored_images: set[int] = set()
     deletion: dict[str, dict[str, list[float]]] = {}
+    deletion_images: list[int] = []
     sanity: list[dict[str, Any]] = []
     tic = time.perf_counter()
     for p, pair in enumerate(source):
@@ -520,8 +606,15 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
             if not mask.any():
                 skipped += 1
                 continue
+            # the part is on the bird: count its pixels as bird (a CUB keypoint can lie just outside its box)
+            obj, centre = pair.objects[i - 1] | mask, pair.centres[i - 1]
+            scored_images.add(int(pair.indices[i - 1]))
             area.append(float(mask.mean()))
-            for name, m in _maps_for_image(expl, i, rng, feature_maps).items():
+            bird_area.append(float(obj.mean()))
+            for key, tol in tolerances.items():
+                expected[key].append(_expected_point_rate(obj, mask, tol))
+            maps = {**_maps_for_image(expl, i, rng, feature_maps), **_chance_maps(obj, centre, chance_rng)}
+            for name, m in maps.items():
                 for key, tol in tolerances.items():
                     hit = int(pointing_game(m, mask, tol))
                     hits[key].setdefault(name, []).append(hit)
@@ -529,7 +622,8 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                 energy.setdefault(name, []).append(energy_pointing_game(m, mask))
                 by_part.setdefault(name, {}).setdefault(pair.region, []).append(hits["tol"][name][-1])
         records.append(record)
-        if p < deletion_pairs:
+        if len(deletion_images) < deletion_pairs and int(pair.indices[0]) not in deletion_images:
+            deletion_images.append(int(pair.indices[0]))
             for name, m in _maps_for_image(expl, 1, rng, feature_maps).items():
                 if name.startswith("baseline"):
                     continue
@@ -552,6 +646,9 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         if name in deletion:
             summary[name]["deletion_auc"] = float(np.mean(deletion[name]["deletion"]))
             summary[name]["insertion_auc"] = float(np.mean(deletion[name]["insertion"]))
+    if "chance_bird_point" in summary:
+        summary["chance_bird_point"]["pointing_expected"] = float(np.mean(expected["tol"]))
+        summary["chance_bird_point"]["pointing_0px_expected"] = float(np.mean(expected["0px"]))
     comparisons = []
     for map_a, map_b in COMPARISONS:
         if map_a in hits["tol"] and map_b in hits["tol"]:
@@ -559,13 +656,41 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                                 **{key: mcnemar_exact(hits[key][map_a], hits[key][map_b]) for key in tolerances}})
     return {
         "checkpoint": str(checkpoint), "baseline": None if baseline is None else str(baseline),
-        "pairs": pairs, "images_scored": len(area), "images_skipped_part_occluded": skipped,
+        "pairs": pairs, "images_scored": len(area), "distinct_images": len(scored_images),
+        "images_skipped_part_occluded": skipped,
         "dataset": f"{data} {split}", "data": data, "split": split, "tolerance_px": tolerance,
-        "part_radius_px": part_radius, "input_size": pre.input_size,
+        "tolerance_measured_on": f"the {pre.input_size} px network input", "part_radius_px": part_radius,
+        "input_size": pre.input_size, "preprocess": pre.to_dict(),
         "mean_part_area_fraction": float(np.mean(area)) if area else float("nan"),
-        "summary": summary, "comparisons": comparisons, "deletion_pairs": deletion_pairs, "steps": steps,
+        "mean_bird_area_fraction": float(np.mean(bird_area)) if bird_area else float("nan"),
+        "summary": summary, "comparisons": comparisons, "deletion_pairs": deletion_pairs,
+        "deletion_images": deletion_images, "steps": steps,
+        "sanity_pairs": len(sanity), "sanity_summary": sanity_summary(sanity),
         "sanity": sanity, "records": records, "seconds": time.perf_counter() - tic,
     }
+
+
+def sanity_summary(sanity: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per model, map type and randomised layer: the mean Spearman correlation over the sanity pairs
+    with a 95 % t-interval (``ci95``; NaN with fewer than 2 pairs), its min and max, and ``n``."""
+    from scipy.stats import t as student_t
+
+    out: dict[str, Any] = {}
+    for model_name in (sanity[0] if sanity else {}):
+        layers = sanity[0][model_name]["layers"]
+        rows: dict[str, Any] = {}
+        for key in sanity[0][model_name]["spearman"]:
+            values = np.asarray([s[model_name]["spearman"][key] for s in sanity], dtype=np.float64)  # [n, L]
+            n = values.shape[0]
+            mean = values.mean(axis=0)
+            if n > 1:
+                half = student_t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / math.sqrt(n)
+            else:
+                half = np.full_like(mean, np.nan)
+            rows[key] = {"mean": mean.tolist(), "ci95": list(zip((mean - half).tolist(), (mean + half).tolist())),
+                         "min": values.min(axis=0).tolist(), "max": values.max(axis=0).tolist(), "n": n}
+        out[model_name] = {"layers": layers, "spearman": rows}
+    return out
 
 
 def _sanity(model, bmodel, image1, image2, pre, targets) -> dict[str, Any]:
@@ -595,30 +720,50 @@ def results_markdown(results: dict[str, Any]) -> str:
     """A markdown table of :func:`evaluate_explanations` results."""
     tol = results["tolerance_px"]
     data = results.get("data", "synthbirds")
+    radius = results.get("part_radius_px") or 0.0
     if data.startswith("cub"):
+        target = (f"disks of {radius:.1f} px around the keypoints" if radius > 0
+                  else "the input pixels of the keypoints")
         what = (f"{results['pairs']} CUB-200-2011 {results['split']} pairs (each class with its nearest class by "
-                f"annotated attributes; target: disks of {results['part_radius_px']:.1f} px around the keypoints of "
-                f"the body region they differ in most)")
+                f"annotated attributes; target: {target} of the body region they differ in most)")
     else:
         what = f"{results['pairs']} SynthBirds sibling {results.get('split', 'test')} pairs"
+    distinct = results.get("distinct_images")
+    distinct_text = f" ({distinct} distinct images; an image is scored once per pair it is in)" if distinct else ""
     lines = [
         f"Explanations on {what} ({results['images_scored']} images "
-        f"scored, {results['images_skipped_part_occluded']} skipped: differing part not visible). "
+        f"scored{distinct_text}, {results['images_skipped_part_occluded']} skipped: differing part not visible). "
         f"Target of every map: the image's true class. Mean area of the differing part: "
         f"{100 * results['mean_part_area_fraction']:.1f}% of the image (the energy score of a uniform map). "
-        f"Pointing game at {tol:.2f} px tolerance (input {results.get('input_size', '?')} px) and at 0 px.",
+        f"Pointing game at {tol:.2f} px tolerance, measured on the {results.get('input_size', '?')} px network "
+        f"input (the standard 15 px at 224 px, scaled), and at 0 px.",
         "",
         f"| map | pointing game, {tol:.1f} px | 95% CI | pointing game, 0 px | 95% CI | energy in part "
         "| deletion AUC (lower better) | insertion AUC |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, s in sorted(results["summary"].items(), key=lambda kv: -kv[1]["pointing"]):
+    chance = {name: s for name, s in results["summary"].items() if name == "random" or name.startswith("chance_")}
+    maps = {name: s for name, s in results["summary"].items() if name not in chance}
+    for name, s in [*sorted(maps.items(), key=lambda kv: -kv[1]["pointing"]), *chance.items()]:
         lo, hi = s["pointing_ci95"]
         lo0, hi0 = s["pointing_0px_ci95"]
         dele = f"{s['deletion_auc']:.3f}" if "deletion_auc" in s else "-"
         ins = f"{s['insertion_auc']:.3f}" if "insertion_auc" in s else "-"
-        lines.append(f"| {name} | {s['pointing']:.3f} | {lo:.2f}-{hi:.2f} | {s['pointing_0px']:.3f} "
+        label = {"random": "random (chance: i.i.d. noise map)",
+                 "chance_bird_point": "chance: random point on the bird" + (" box" if data.startswith("cub") else ""),
+                 "chance_box_centre": "chance: centre of the bird's box"}.get(name, name)
+        lines.append(f"| {label} | {s['pointing']:.3f} | {lo:.2f}-{hi:.2f} | {s['pointing_0px']:.3f} "
                      f"| {lo0:.2f}-{hi0:.2f} | {s['energy']:.3f} | {dele} | {ins} |")
+    bird = results["summary"].get("chance_bird_point", {})
+    if "pointing_expected" in bird:
+        lines += ["", f"Object-aware chance: a uniformly random point on the "
+                      f"{'bird box' if data.startswith('cub') else 'visible bird'} hits the part with probability "
+                      f"{bird['pointing_expected']:.3f} at {tol:.1f} px and {bird['pointing_0px_expected']:.3f} at 0 px "
+                      f"(exact expectation over these images; the row above is one draw per image). A map must beat "
+                      f"this, not the noise map, to show that it finds the part rather than the bird."]
+    if results.get("deletion_images"):
+        lines += ["", f"Deletion / insertion: first image of {len(results['deletion_images'])} pairs, "
+                      f"{len(set(results['deletion_images']))} distinct images, {results['steps']} steps, blur baseline."]
     if results.get("comparisons"):
         lines += ["", "Paired comparisons on the same images (McNemar's exact test, two-sided; "
                       "'A only' = images only map A points at the part):", "",
@@ -628,15 +773,20 @@ def results_markdown(results: dict[str, Any]) -> str:
                 m = c[key]
                 lines.append(f"| {c['a']} | {c['b']} | {label} | {m['rate_a']:.3f} | {m['rate_b']:.3f} "
                              f"| {m['a_only']} | {m['b_only']} | {m['p_value']:.2g} |")
-    if results["sanity"]:
-        lines += ["", "Cascading randomisation (Spearman with the original map, first sanity pair; "
-                      "a faithful map decorrelates as layers are randomised):", ""]
-        for model_name, res in results["sanity"][0].items():
+    summary = results.get("sanity_summary") or (sanity_summary(results["sanity"]) if results.get("sanity") else {})
+    if summary:
+        n = len(results["sanity"])
+        lines += ["", f"Cascading randomisation (Adebayo et al. 2018): Spearman correlation with the original map "
+                      f"after randomising the model cumulatively down to each layer, mean over {n} pairs "
+                      f"[95% t-interval]; a faithful map decorrelates as layers are randomised:", ""]
+        for model_name, res in summary.items():
             layers = res["layers"]
             lines.append(f"| {model_name} map | " + " | ".join(layers) + " |")
             lines.append("|---" * (len(layers) + 1) + "|")
-            for key, values in res["spearman"].items():
-                lines.append(f"| {key} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+            for key, row in res["spearman"].items():
+                cells = [f"{m:.2f}" + ("" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
+                         for m, (lo, hi) in zip(row["mean"], row["ci95"])]
+                lines.append(f"| {key} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -660,15 +810,17 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="choose a protocol on val (SynthBirds), report test (CUB has train / test only)")
     p.add_argument("--part-radius", type=float, default=None,
-                   help="CUB: radius in input pixels of the disk around each part keypoint (default: the "
-                        "standard tolerance)")
+                   help="CUB: radius in input pixels of a disk around each part keypoint (default 0: the "
+                        "keypoint's pixel, so the pointing tolerance is applied once)")
     p.add_argument("--out", required=True, help="output folder (results.json, results.md)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="pointing game tolerance in pixels (default: 15 px at 224 px, scaled to the input "
                         "size; 0 px is always reported as well)")
     p.add_argument("--deletion-pairs", type=int, default=4)
     p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--sanity-pairs", type=int, default=1)
+    p.add_argument("--sanity-pairs", type=int, default=SANITY_PAIRS,
+                   help=f"pairs for the cascading randomisation check (default {SANITY_PAIRS}: mean Spearman "
+                        "and a 95%% t-interval per randomised layer); 0 to skip")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cli)
 

@@ -200,7 +200,7 @@ def display_maps(expl: PairExplanation, view: str, *, k: int | None = None,
             for j in range(n):
                 i1, i2 = int(c.indices[j]), int(np.asarray(c.indices2)[j])
                 ch = f"ch {i1}" if i1 == i2 else f"ch {i1} / {i2}"
-                panels.append(Panel(f"{name}/{j}", f"{ch}\n{_score_name(name)} {c.scores[j]:.2f}",
+                panels.append(Panel(f"{name}/{j}", f"{ch}\n{_score_name(name, expl)} {c.scores[j]:.2f}",
                                     c.maps1[j], c.maps2[j], "activation", group=name))
     elif view == "ltpa":
         for key in ltpa_keys or list(expl.ltpa):
@@ -225,8 +225,12 @@ def display_maps(expl: PairExplanation, view: str, *, k: int | None = None,
     return panels
 
 
-def _score_name(channel_set: str) -> str:
-    return "g" if channel_set.startswith("apinet") else "x"
+def _score_name(channel_set: str, expl: PairExplanation) -> str:
+    """The name of the value a channel set's ``scores`` hold: g, g*x (``rank_by="gate_x_activation"``)
+    or the pooled activation x (baseline sets)."""
+    if not channel_set.startswith("apinet"):
+        return "x"
+    return "g*x" if (expl.settings or {}).get("rank_by") == "gate_x_activation" else "g"
 
 
 def _assign_ranges(panels: list[Panel], scope: Scope, percentile: float | None) -> None:
@@ -508,12 +512,13 @@ def _style_axis(ax, settings: FigureSettings) -> None:
 
 def _gate_bars(ax, expl: PairExplanation, settings: FigureSettings) -> None:
     c = expl.channels.get("apinet_gate1")
-    idx = c.indices[: settings.k] if c is not None else np.argsort(-expl.gate1)[: settings.k]
+    idx = c.indices[: settings.k] if c is not None else np.asarray(expl.gate_order1)[: settings.k]
     pos = np.arange(len(idx))
     ax.bar(pos - 0.2, expl.gate1[idx], 0.4, label="g1", color="#1b6ca8")
     ax.bar(pos + 0.2, expl.gate2[idx], 0.4, label="g2", color="#e07b39")
     ax.set_xticks(pos, [str(i) for i in idx])
-    ax.set_xlabel("channel (top-k of g1)", fontsize=settings.font_size)
+    by_act = (expl.settings or {}).get("rank_by") == "gate_x_activation"
+    ax.set_xlabel(f"channel (top-k of {'g1*x1' if by_act else 'g1'})", fontsize=settings.font_size)
     ax.set_ylabel("gate value", fontsize=settings.font_size)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=settings.font_size - 1, frameon=False)

@@ -55,6 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_size": 448,
         "resize": 512,
         "test_resize": 512,
+        "resize_mode": "square",  # the official train.py: Resize((512, 512)) before the 448 crop
         "n_classes": 30,
         "n_samples": 4,
         "optimizer": "sgd",
@@ -84,6 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_size": 224,
         "resize": 240,
         "test_resize": 240,
+        "resize_mode": "shorter",  # the renders are square: the same as "square"
         "n_classes": 8,
         "n_samples": 4,
         "optimizer": "sgd",
@@ -110,6 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "input_size": 128,
         "resize": 128,
         "test_resize": 128,
+        "resize_mode": "shorter",
         "n_classes": 8,
         "n_samples": 4,
         "optimizer": "adamw",
@@ -144,8 +147,11 @@ def register(subparsers) -> None:
     p.add_argument("--val-split", default=S, help="split validated each epoch (default: val for synthbirds, else test)")
     p.add_argument("--image-size", type=int, default=S, help="SynthBirds render size")
     p.add_argument("--input-size", type=int, default=S, help="network input side (crop)")
-    p.add_argument("--resize", type=int, default=S, help="train: shorter side resized to this before the random crop")
-    p.add_argument("--test-resize", type=int, default=S, help="test: shorter side before the centre crop")
+    p.add_argument("--resize", type=int, default=S, help="train: size before the random crop (see --resize-mode)")
+    p.add_argument("--test-resize", type=int, default=S, help="test: size before the centre crop (see --resize-mode)")
+    p.add_argument("--resize-mode", choices=["square", "shorter"], default=S,
+                   help="square: resize to RESIZE x RESIZE, then crop (the official code, paper preset); shorter: "
+                        "shorter side to RESIZE, aspect kept (demo preset)")
     p.add_argument("--per-class", type=int, default=S, help="SynthBirds: training images per class")
     p.add_argument("--val-per-class", type=int, default=S, help="SynthBirds: validation images per class")
     p.add_argument("--n-classes", type=int, default=S, help="classes per batch")
@@ -632,7 +638,8 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     val_split = config["val_split"] or default_val_split(spec)
     if config["backbone"] not in BACKBONES:
         raise ValueError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    stats = {"mean": BACKBONES[config["backbone"]].mean, "std": BACKBONES[config["backbone"]].std}
+    stats = {"mean": BACKBONES[config["backbone"]].mean, "std": BACKBONES[config["backbone"]].std,
+             "resize_mode": config.get("resize_mode") or "shorter"}  # configs saved before the flag existed
     pre_train = Preprocess(config["input_size"], config["resize"], **stats)
     pre_test = Preprocess(config["input_size"], config["test_resize"], **stats)
     train_raw = build_dataset(spec, "train", None, **_dataset_kwargs(spec, config, "train"))

@@ -55,7 +55,10 @@ def _sidebar_display(stages: list[str], cams: list[str]) -> None:
         st.radio("Normalisation scope", list(config.SCOPES), key="scope",
                  format_func=lambda s: {"map": "per map", "pair": "per pair", "models": "across models"}[s],
                  help="\n".join(f"- **{k}**: {v}" for k, v in config.SCOPES.items()))
-        st.selectbox("CAM method", cams, key="cam", help="Class activation map method (pytorch-grad-cam).")
+        from apinet.explain import CAM_LABELS, CAM_NOTE
+
+        st.selectbox("CAM method", cams, key="cam", format_func=lambda m: CAM_LABELS.get(m, m),
+                     help="Class activation map method (pytorch-grad-cam). " + CAM_NOTE)
         st.selectbox("LTPA stage", stages, key="stage", help="Trunk stage whose local features LTPA attends over.")
         st.header("Explanation")
         st.selectbox("Channel ranking", list(_RANKINGS), key="rank", format_func=_RANKINGS.get,

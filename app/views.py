@@ -19,7 +19,6 @@ __all__ = ["Context", "DisplaySettings", "draw_image_card", "draw_pair_summary",
 
 _A_COLOUR = "#1f6feb"  # image A everywhere (charts, captions)
 _B_COLOUR = "#e8590c"  # image B
-_MARGIN = 0.05  # score-ranking margin of the paper
 
 
 @dataclass(frozen=True)
@@ -76,12 +75,6 @@ def _class_name(expl, index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"class {index}"
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max())
-    return z / z.sum()
-
-
 def _grid(ctx: "Context", view: str, **select: Any):
     """Overlays of one view in display units, ranges per the normalisation scope (apinet.render)."""
     s = ctx.settings
@@ -133,13 +126,12 @@ def _legend(grid, units: str) -> None:
 
 
 def _prediction_line(expl, key: str, target: int | None) -> str:
-    logits = expl.logits.get(key)
-    if logits is None:
+    if key not in expl.probabilities:
         return ""
-    probs = _softmax(logits)
-    top = int(np.argmax(probs))
+    (top,), (p_top,) = expl.top_classes(key, 1)
+    top = int(top)
     mark = "" if target is None else (" — correct" if top == target else " — wrong")
-    return f"API-Net predicts {_class_name(expl, top)} ({probs[top]:.0%}){mark}"
+    return f"API-Net predicts {_class_name(expl, top)} ({p_top:.0%}){mark}"
 
 
 def draw_image_card(ctx: Context, tag: str) -> None:
@@ -167,7 +159,7 @@ def draw_pair_summary(ctx: Context) -> None:
     m1, m2 = st.columns(2)
     m1.metric("A: p_self − p_other", _signed(expl.p_self1 - expl.p_other1), border=True,
               help="Score of A's target class with its own gate minus with B's gate. The ranking loss "
-                   "wants at least +0.05.")
+                   f"wants at least +{expl.rank_margin:g}.")
     m2.metric("B: p_self − p_other", _signed(expl.p_self2 - expl.p_other2), border=True,
               help="Score of B's target class with its own gate minus with A's gate.")
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
@@ -218,13 +210,19 @@ def _walkthrough(ctx: Context) -> None:
                 "how they differ.")
     st.latex(rf"x_m = f_m([x_1, x_2]) = {_vec(xm)},\quad \|x_m\|_2 = {np.linalg.norm(xm):.2f}")
 
-    top1, top2 = int(np.argmax(g1)), int(np.argmax(g2))
+    top1, top2 = int(e.gate_order1[0]), int(e.gate_order2[0])
+    by_act = e.settings.get("rank_by") == "gate_x_activation"
     st.markdown("**③ Gates.** The mutual vector, multiplied channel-wise with each image's own vector, "
                 "gives a gate in (0, 1) per channel: which channels matter for *this* comparison.")
-    st.latex(rf"g_1 = \sigma(x_m \odot x_1),\ \overline{{g_1}} = {g1.mean():.3f},\ "
-             rf"\max g_1 = g_1[{top1}] = {g1[top1]:.3f}")
-    st.latex(rf"g_2 = \sigma(x_m \odot x_2),\ \overline{{g_2}} = {g2.mean():.3f},\ "
-             rf"\max g_2 = g_2[{top2}] = {g2[top2]:.3f}")
+    for i, g, x, top in ((1, g1, x1, top1), (2, g2, x2, top2)):
+        if by_act:
+            head = rf"\text{{top }} g_{i} x_{i} = g_{i}[{top}]\,x_{i}[{top}] = {g[top] * x[top]:.3f}"
+        else:
+            head = rf"\text{{top gate }} g_{i}[{top}] = {g[top]:.3f}"
+        st.latex(rf"g_{i} = \sigma(x_m \odot x_{i}),\ \overline{{g_{i}}} = {g.mean():.3f},\ " + head)
+    st.caption("The top channel is the first of the explanation's own ranking (the Top-k tab's first channel): "
+               + ("g·x, the channel's share of the gated residual." if by_act else
+                  "by z = x_m ⊙ x, since float32 gates round to exactly 1.0 above z ≈ 17 and many tie there."))
 
     st.markdown("**④ Attentive features.** Each image is highlighted by its own gate (self) and by the "
                 "other image's gate (other).")
@@ -242,7 +240,7 @@ def _walkthrough(ctx: Context) -> None:
              rf"p_2^{{other}}(c_2) = {e.p_other2:.3f}")
 
     st.markdown("**⑥ Score-ranking loss.** Training pushes the self score above the other score by a "
-                f"margin ε = {_MARGIN}: an image should be recognised better with its own gate.")
+                f"margin ε = {e.rank_margin:g}: an image should be recognised better with its own gate.")
     st.latex(rf"\mathcal{{L}}_{{rk}} = \max(0,\ p_1^{{other}} - p_1^{{self}} + \epsilon) + "
              rf"\max(0,\ p_2^{{other}} - p_2^{{self}} + \epsilon) = {e.rank_term1:.3f} + {e.rank_term2:.3f} "
              rf"= {e.rank_term1 + e.rank_term2:.3f}")
@@ -265,11 +263,11 @@ def _vectors(ctx: Context) -> None:
                           key="vec_order")
     if order_name == "channel index":
         order = np.arange(d)
-    else:
-        order = np.argsort(-(g1 if order_name == "sorted by g₁" else g2), kind="stable")
+    else:  # the explanation's own ranking (the Top-k tab's order), never re-sorted here
+        order = np.asarray(e.gate_order1 if order_name == "sorted by g₁" else e.gate_order2)
     xs = np.arange(d)
-    top1 = set(np.argsort(-g1, kind="stable")[: s.k].tolist())
-    top2 = set(np.argsort(-g2, kind="stable")[: s.k].tolist())
+    top1 = set(np.asarray(e.gate_order1)[: s.k].tolist())
+    top2 = set(np.asarray(e.gate_order2)[: s.k].tolist())
     custom = order.reshape(-1, 1)
 
     left, right = st.columns([3, 2], gap="large")
@@ -325,7 +323,7 @@ def _channel_inspector(ctx: Context, g1, g2, xm) -> None:
     if not available:
         return
     st.markdown("##### Inspect one channel")
-    options = sorted(available, key=lambda c: -max(g1[c], g2[c]))
+    options = list(available)  # g1's top-k in the explanation's ranking, then g2's other channels
     if st.session_state.get("channel") not in options:
         st.session_state["channel"] = options[0]
     left, right = st.columns([1, 3], gap="large")
@@ -417,17 +415,37 @@ def _attention_section(ctx: Context, view: str, **select: Any) -> None:
                 note = f"{panel.units} · {_range_text(panel)}"
                 if source is not None and hasattr(source, "target1"):
                     note += f" · targets A → {_class_name(e, source.target1)}, B → {_class_name(e, source.target2)}"
+                if view == "ltpa" and source is not None:
+                    note += " · " + _ltpa_numbers(source)
                 st.caption(note)
     st.caption(_scope_caption(s.scope))
+
+
+def _ltpa_numbers(att) -> str:
+    """Raw compatibility range and spread of an LTPA map, as the explanation computed them."""
+    parts = []
+    if att.compatibility1 is not None:
+        parts.append(f"raw c = ⟨l_i, g⟩: A [{_fmt(float(np.min(att.compatibility1)))}, "
+                     f"{_fmt(float(np.max(att.compatibility1)))}], B [{_fmt(float(np.min(att.compatibility2)))}, "
+                     f"{_fmt(float(np.max(att.compatibility2)))}]")
+    if att.scores1 is not None and att.similarity == "dot" and att.temperature1 != 1.0:
+        parts.append(f"T: A {_fmt(att.temperature1)}, B {_fmt(att.temperature2)}")
+    if att.normalisation.startswith("softmax"):
+        s1, s2 = att.effective_support()
+        parts.append(f"spread exp(entropy): A {s1:.1f}, B {s2:.1f} of {att.map1.size} cells")
+    return " · ".join(parts)
 
 
 def _ltpa(ctx: Context) -> None:
     e = ctx.expl
     st.markdown("#### LTPA: where the global descriptor looks")
     st.caption("Learn to Pay Attention (Jetley et al., ICLR 2018): compatibility c_i = ⟨l_i, g⟩ between each "
-               "local feature l_i and a global vector g, softmax over the h·w positions. *pooled*: g = the "
-               "stage's own pooled feature (parameter-free); *gated*: g = API-Net's gated feature x^self; "
-               "*trained*: the model's trained estimator, when it has one.")
+               "local feature l_i and a global vector g, softmax over the h·w positions of c_i / T. Parameter-free "
+               "maps use T = the standard deviation of c over the image's positions: at T = 1 (the paper) c spans "
+               "~1,000 logits on trained features and the softmax lights a single cell. The same ranking of "
+               "positions, a readable spread; the raw c range and T are printed under each map. *pooled*: g = "
+               "the stage's own pooled feature; *gated*: g = API-Net's gated feature x^self; *trained*: the "
+               "model's trained estimator (its own compatibility), when it has one.")
     stage = ctx.settings.stage
     keys = [k for k in e.ltpa if k.endswith("/" + stage)]
     if not keys:
@@ -445,10 +463,13 @@ def _ltpa(ctx: Context) -> None:
 
 def _cams(ctx: Context) -> None:
     e = ctx.expl
-    st.markdown(f"#### {ctx.settings.cam}: class activation maps of each image's target")
+    from apinet.explain import CAM_LABELS, CAM_NOTE
+
+    st.markdown(f"#### {CAM_LABELS.get(ctx.settings.cam, ctx.settings.cam)}: class activation maps of each "
+                "image's target")
     st.caption("At the last feature maps. *test*: the plain classifier on each image alone; *pair*: the target's "
                "score through API-Net's gated self path, back-propagated for each image on its own (the gates "
-               "couple the two images).")
+               "couple the two images). " + CAM_NOTE)
     keys = [k for k in e.cams if k.endswith("/" + ctx.settings.cam)]
     if not keys:
         st.info("No CAMs for this method in this explanation.")
@@ -470,13 +491,14 @@ def _a2(ctx: Context) -> None:
     _attention_section(ctx, "a2")
 
 
-def _top5_figure(expl, logits_by_model: dict[str, np.ndarray], target: int, title: str) -> go.Figure:
+def _top5_figure(expl, probs_by_model: dict[str, np.ndarray], tops_by_model: dict[str, np.ndarray], target: int,
+                 title: str) -> go.Figure:
     fig = go.Figure()
     colours = {"API-Net": _A_COLOUR, "Baseline": "#6e7781"}
     union: list[int] = []
-    probs_by = {name: _softmax(lg) for name, lg in logits_by_model.items()}
-    for probs in probs_by.values():
-        for c in np.argsort(-probs, kind="stable")[:5]:
+    probs_by = dict(probs_by_model)
+    for top in tops_by_model.values():
+        for c in top:
             if int(c) not in union:
                 union.append(int(c))
     labels = [_class_name(expl, c) + (" ★" if c == target else "") for c in union]
@@ -490,21 +512,19 @@ def _top5_figure(expl, logits_by_model: dict[str, np.ndarray], target: int, titl
     return fig
 
 
-def _baseline_logits(expl, which: str) -> np.ndarray | None:
-    return (getattr(expl, "baseline_logits", None) or {}).get(f"{which}_test")
-
-
 def _predictions(ctx: Context) -> None:
     e = ctx.expl
     st.markdown("#### Predictions")
     t1, t2 = e.targets
     cols = st.columns(2, gap="large")
     for col, which, target, tag in ((cols[0], "1", t1, "A"), (cols[1], "2", t2, "B")):
-        logits = {"API-Net": e.logits[f"{which}_test"]}
-        base = _baseline_logits(e, which)
-        if base is not None:
-            logits["Baseline"] = base
-        col.plotly_chart(_top5_figure(e, logits, target, f"Image {tag}: top-5 classes (test path)"),
+        key = f"{which}_test"
+        probs = {"API-Net": e.probabilities[key]}
+        tops = {"API-Net": e.top_classes(key, 5)[0]}
+        if key in e.baseline_probabilities:
+            probs["Baseline"] = e.baseline_probabilities[key]
+            tops["Baseline"] = e.top_classes(key, 5, model="baseline")[0]
+        col.plotly_chart(_top5_figure(e, probs, tops, target, f"Image {tag}: top-5 classes (test path)"),
                          key=f"chart_top5_{tag}", config={"displaylogo": False})
     st.caption("Test path: each image classified alone (no pairing). ★ marks the explained target class.")
 
@@ -515,7 +535,7 @@ def _predictions(ctx: Context) -> None:
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(range=[0, 1.1], title="p(target)"),
                       title="Pairwise scores of the target class: own gate (self) vs the partner's gate (other)")
     st.plotly_chart(fig, key="chart_scores", config={"displaylogo": False})
-    st.caption(f"Ranking-loss terms max(0, p_other − p_self + {_MARGIN}): A {e.rank_term1:.3f}, "
+    st.caption(f"Ranking-loss terms max(0, p_other − p_self + {e.rank_margin:g}): A {e.rank_term1:.3f}, "
                f"B {e.rank_term2:.3f}. Zero means the self score already wins by the margin.")
 
 

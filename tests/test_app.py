@@ -245,3 +245,51 @@ def test_exported_figures_and_arrays(env):
     with np.load(io.BytesIO(views.npz_bytes(expl))) as arrays:
         assert arrays["gate1"].shape == expl.gate1.shape
     assert json.loads(expl.to_json())["targets"] == [item_a.label, item_b.label]
+
+
+@pytest.mark.parametrize("pair", [("test_0000_red-crowned-finch", "test_0001_golden-crowned-finch"),
+                                  ("test_0002_double-barred-finch", "test_0003_golden-double-barred-finch"),
+                                  ("test_0004_spectacled-finch", "test_0005_streaked-warbler")])
+def test_gates_topk_and_walkthrough_show_the_explanations_own_numbers(pair, monkeypatch, tmp_path):
+    """On the shipped demo checkpoint (whose float32 gates saturate at exactly 1.0) and gallery, the
+    three places that name channels name the ones PairExplanation ranked, and the walk-through's
+    scores are its numbers. Re-sorting the gates in the UI (what it used to do) picks others."""
+    import json
+    import re
+
+    from apinet.data import load_image
+    from apinet.explain import explain_pair, load_pair_models, preprocess_from_card
+
+    monkeypatch.setenv("APINET_CHECKPOINT_DIR", str(ROOT / "assets" / "checkpoints"))
+    monkeypatch.setenv("APINET_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("APINET_GALLERY_DIR", str(ROOT / "assets" / "gallery"))
+    at = _app()
+    at.query_params.update({"a": pair[0], "b": pair[1], "k": "5", "rank": "gate"})
+    at.run()
+    _ok(at)
+    labels = {e["file"][:-4]: e["label"] for e in json.loads((ROOT / "assets/gallery/gallery.json").read_text())["images"]}
+    model, card, baseline, _ = load_pair_models()
+    images = [load_image(ROOT / "assets" / "gallery" / f"{name}.png") for name in pair]
+    e = explain_pair(model, *images, baseline, k=10, cam_methods=(), preprocess=preprocess_from_card(card),
+                     targets=(labels[pair[0]], labels[pair[1]]))
+    k = 5
+    # walk-through: the top channel of each gate and the four scores
+    latex = " ".join(eq.value for eq in at.latex)
+    assert re.search(r"g_1\[(\d+)\]", latex).group(1) == str(e.gate_order1[0])
+    assert re.search(r"g_2\[(\d+)\]", latex).group(1) == str(e.gate_order2[0])
+    for value in (e.p_self1, e.p_other1, e.p_self2, e.p_other2, e.rank_term1 + e.rank_term2):
+        assert f"{value:.3f}" in latex
+    # "Mutual & gates": the labelled top-k dots
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "top-k of g" in c.proto.spec).proto.spec)
+    dots = {trace["name"]: {int(t) for t in trace["text"]} for trace in spec["data"] if trace.get("text")}
+    assert dots["top-k of g₁"] == set(e.gate_order1[:k].tolist())
+    assert dots["top-k of g₂"] == set(e.gate_order2[:k].tolist())
+    # "Top-k channels": captions '#c · g₁ v', rows A and B of g₁'s set, then of g₂'s set
+    captions = [sub.caption for img in at.get("image") for sub in img.proto.imgs if sub.caption.startswith("#")]
+    shown = [int(c[1:].split(" ")[0]) for c in captions]
+    assert shown[:k] == shown[k:2 * k] == e.gate_order1[:k].tolist()
+    assert shown[2 * k:3 * k] == e.gate_order2[:k].tolist()
+    # the gates do saturate here: sorting the float32 gates (the old UI) orders tied channels by index
+    saturated = int(np.sum(e.gate1 == 1.0))
+    assert saturated >= k
+    assert np.argsort(-e.gate1, kind="stable")[:k].tolist() == sorted(np.flatnonzero(e.gate1 == 1.0)[:k].tolist())

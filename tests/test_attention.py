@@ -303,3 +303,45 @@ def test_a2_config_round_trip() -> None:
     rebuilt.load_state_dict(block.state_dict())
     x = torch.randn(1, 8, 2, 2)
     assert torch.equal(rebuilt(x), block(x))
+
+
+def test_ltpa_cosine_compatibility_with_temperature_by_hand():
+    local = torch.tensor([[[[3.0, 0.0], [1.0, 0.0]], [[4.0, 2.0], [0.0, 0.0]]]])  # [1, 2, 2, 2]
+    g = torch.tensor([[1.0, 0.0]])
+    # positions (3,4), (0,2), (1,0), (0,0): c = 3, 0, 1, 0; cos = 0.6, 0, 1, 0 (zero vector -> 0)
+    out = ltpa_attention(local, g, similarity="cosine", temperature=0.5)
+    assert torch.allclose(out.compatibility, _pos([3.0, 0.0, 1.0, 0.0]))
+    assert torch.allclose(out.scores, _pos([1.2, 0.0, 2.0, 0.0]))
+    expected = torch.softmax(torch.tensor([1.2, 0.0, 2.0, 0.0]), 0)
+    assert torch.allclose(out.attention.flatten(), expected, atol=1e-6)
+    assert out.similarity == "cosine" and out.temperature.tolist() == [0.5]
+    # the temperature changes the spread, never the order of the positions
+    sharp = ltpa_attention(local, g, similarity="cosine", temperature=0.05)
+    assert torch.equal(sharp.attention.flatten().argsort(), out.attention.flatten().argsort())
+    assert sharp.attention.max() > out.attention.max()
+    # the default is the paper's dot product
+    assert torch.equal(ltpa_attention(local, g).scores, out.compatibility)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_ltpa_rejects_bad_temperatures(temperature):
+    with pytest.raises(ValueError, match="temperature must be a positive number or 'std'"):
+        ltpa_attention(HAND_LOCAL, HAND_GLOBAL, similarity="cosine", temperature=temperature)
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        ltpa_attention(HAND_LOCAL, HAND_GLOBAL, similarity="l2")  # type: ignore[arg-type]
+
+
+def test_ltpa_std_temperature_keeps_the_ranking_and_spreads_the_map():
+    local = torch.tensor([[[[300.0, 0.0], [100.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])  # c = 300, 0, 100, 0
+    g = torch.tensor([[1.0, 0.0]])
+    raw = ltpa_attention(local, g)
+    assert raw.attention.max() == 1.0  # the paper's T = 1 on large logits: one-hot
+    out = ltpa_attention(local, g, temperature="std")
+    c = torch.tensor([300.0, 0.0, 100.0, 0.0])
+    t = float(c.std())  # 141.42: sample standard deviation over the 4 positions
+    assert out.temperature.tolist() == [pytest.approx(t)]
+    assert torch.allclose(out.attention.flatten(), torch.softmax(c / t, 0), atol=1e-6)
+    assert torch.equal(out.compatibility, raw.compatibility)
+    assert torch.equal(torch.argsort(out.attention.flatten(), stable=True), torch.argsort(c, stable=True))
+    flat = ltpa_attention(torch.ones(1, 2, 2, 2), g, temperature="std")  # constant c: T = 1, uniform map
+    assert flat.temperature.tolist() == [1.0] and torch.allclose(flat.attention, torch.full((1, 2, 2), 0.25))

@@ -83,3 +83,47 @@ def test_preprocess_from_card_and_its_one_fallback():
     for cardless in (None, {}, {"preprocess": None}):
         with pytest.warns(UserWarning, match="records no preprocessing; using resize 256, centre crop 224"):
             assert Preprocess.from_card(cardless) == Preprocess(224, 256)
+
+
+def _kept_width(pre: Preprocess, image: Image.Image) -> float:
+    """Fraction of the original width the test crop keeps, read off a red ramp (red = x / (W - 1))."""
+    red = pre.denormalize(pre(image))[0]
+    return float(red[:, -1].mean() - red[:, 0].mean())
+
+
+def test_paper_preprocessing_squashes_to_a_square_then_crops_as_the_official_code():
+    image = _gradient(500, 375)  # a typical CUB image
+    paper = Preprocess.paper()
+    assert paper.resize_mode == "square"
+    # square: 512 x 512, centre 448 -> 448 / 512 = 87.5 % of the width (minus one pixel's ramp step)
+    assert _kept_width(paper, image) == pytest.approx(447 / 512 * 500 / 499, abs=0.01)
+    shorter = Preprocess(448, 512, resize_mode="shorter")
+    # shorter side 375 -> 512, width 500 -> 682: 448 / 682.7 = 65.6 %
+    assert _kept_width(shorter, image) == pytest.approx(447 / 682.67 * 500 / 499, abs=0.01)
+    assert paper.geometry(500, 375) == (512, 512, 32, 32)
+    assert shorter.geometry(500, 375) == (682, 512, 117, 32)
+    # training: the same square resize, then a random crop and a flip
+    steps = paper.transform(train=True).transforms
+    assert steps[0].size == (512, 512) and type(steps[1]).__name__ == "RandomCrop"
+    assert type(steps[2]).__name__ == "RandomHorizontalFlip"
+    assert Preprocess(448, 512).transform(train=True).transforms[0].size == 512  # shorter side
+
+
+def test_resize_mode_is_recorded_in_the_card_and_old_cards_load_as_shorter_side():
+    square = Preprocess(64, 80, resize_mode="square")
+    assert square.to_dict()["resize_mode"] == "square"
+    assert Preprocess.from_card({"preprocess": square.to_dict()}) == square
+    old = Preprocess.from_card({"preprocess": {"input_size": 64, "resize": 80}})  # written before the field
+    assert old.resize_mode == "shorter" and old == Preprocess(64, 80)
+    with pytest.raises(ValueError, match=r"resize_mode must be one of \('square', 'shorter'\), got 'wide'"):
+        Preprocess(64, resize_mode="wide")
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        Preprocess.from_dict({"input_size": 64, "resize_mode": "crop"})
+
+
+def test_paper_preset_and_flag_choose_the_resize_mode():
+    from apinet.train import build_config
+
+    assert build_config({"preset": "paper"})["resize_mode"] == "square"
+    assert build_config({"preset": "demo"})["resize_mode"] == "shorter"
+    assert build_config({"preset": "paper", "resize_mode": "shorter"})["resize_mode"] == "shorter"

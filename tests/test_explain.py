@@ -67,8 +67,41 @@ def test_ltpa_maps_sum_to_one_and_use_the_right_global_vector(expl, models, pair
         x = model.pool_features(maps)
         out = model.interact(x[:1], x[1:])
         c = torch.einsum("chw,c->hw", maps[1], out.self2[0])
-    np.testing.assert_allclose(expl.ltpa["apinet/gated/layer4"].map2, torch.softmax(c.flatten(), 0).view_as(c),
-                               rtol=1e-4, atol=1e-7)
+    gated = expl.ltpa["apinet/gated/layer4"]
+    t = float(c.flatten().std())
+    np.testing.assert_allclose(gated.map2, torch.softmax(c.flatten() / t, 0).view_as(c), rtol=1e-4, atol=1e-7)
+    # the raw compatibility c_i = <l_i, g> is kept next to the scores the softmax saw and T
+    np.testing.assert_allclose(gated.compatibility2, c, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gated.scores2, c / t, rtol=1e-4, atol=1e-5)
+    assert gated.temperature2 == pytest.approx(t, rel=1e-5) and gated.similarity == "dot"
+    assert expl.settings["ltpa_similarity"] == "dot" and expl.settings["ltpa_temperature"] == "std"
+
+
+def test_ltpa_maps_of_a_trained_model_on_a_real_image_spread_over_many_cells():
+    """The shipped demo checkpoint on SynthBirds validation images: the raw dot product <l_i, g>
+    gives one-hot softmax maps (the reason for the cosine); the maps the explanation shows spread."""
+    from apinet.data import build_dataset
+    from apinet.explain import DEFAULT_APINET_CHECKPOINT, load_pair_models, preprocess_from_card
+
+    model, card, _, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)
+    pre = preprocess_from_card(card)
+    data = build_dataset("synthbirds", "val", image_size=pre.resize)
+    supports: dict[str, list[float]] = {}
+    raw_supports = []
+    for i in (0, 21, 42, 63):
+        e = explain_pair(model, data.sample(i).image, data.sample(i + 1).image, preprocess=pre, cam_methods=(),
+                         ltpa_stages=("layer3", "layer4"))
+        for key in ("apinet/pooled/layer4", "apinet/gated/layer4", "apinet/pooled/layer3"):
+            att = e.ltpa[key]
+            supports.setdefault(key.rsplit("/", 1)[1], []).extend(att.effective_support())
+            for c, m in ((att.compatibility1, att.map1), (att.compatibility2, att.map2)):
+                raw = torch.softmax(torch.as_tensor(c).flatten().double(), 0).numpy()  # the paper's T = 1
+                assert np.argmax(m) == np.argmax(raw)  # same ranking of positions, only the spread differs
+                raw = raw[raw > 0]
+                raw_supports.append(float(np.exp(-(raw * np.log(raw)).sum())))
+    assert max(raw_supports) < 1.5  # one-hot: what the issue found
+    assert min(supports["layer4"]) > 8.0 and float(np.median(supports["layer4"])) > 15.0  # of 64 cells
+    assert min(supports["layer3"]) > 2.0 and float(np.median(supports["layer3"])) > 4.0
 
 
 def test_topk_indices_are_argsort_of_gates(expl, models, pair):
@@ -228,3 +261,83 @@ def test_bad_inputs_raise_one_line_errors(models, tmp_path):
         explain_pair(model, bad, bad)
     with pytest.raises(ValueError, match="unknown CAM method"):
         explain_pair(model, torch.zeros(3, 32, 32), torch.zeros(3, 32, 32), cam_methods=("nope",))
+
+
+def test_explanation_carries_gate_order_probabilities_and_margin(expl, models, pair):
+    from apinet.explain import RANK_MARGIN
+
+    for i, (g, x) in enumerate(((expl.gate1, expl.features1), (expl.gate2, expl.features2)), start=1):
+        order = expl.gate_order(i)
+        assert sorted(order.tolist()) == list(range(g.size))  # a full permutation
+        np.testing.assert_array_equal(order[:4], expl.channels[f"apinet_gate{i}"].indices)
+        z = expl.mutual.astype(np.float64) * x
+        np.testing.assert_array_equal(order, np.argsort(-z, kind="stable"))
+    for key, logits in expl.logits.items():
+        probs = expl.probabilities[key]
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(probs, torch.softmax(torch.as_tensor(logits).double(), 0).numpy(), rtol=1e-5)
+    t1, t2 = expl.targets
+    assert expl.p_self1 == float(expl.probabilities["1_self"][t1])
+    assert expl.p_other2 == float(expl.probabilities["2_other"][t2])
+    assert expl.rank_margin == RANK_MARGIN == 0.05
+    assert expl.rank_term1 == pytest.approx(max(0.0, expl.p_other1 - expl.p_self1 + expl.rank_margin))
+    assert set(expl.baseline_probabilities) == {"1_test", "2_test"}
+    top, p = expl.top_classes("1_test", 3)
+    assert top[0] == expl.predicted(1) and list(p) == sorted(p, reverse=True)
+
+
+def test_gate_order_follows_the_gate_x_activation_ranking(models, pair):
+    model, _ = models
+    e = explain_pair(model, *pair, k=3, cam_methods=(), rank_by="gate_x_activation")
+    key = e.gate1.astype(np.float64) * e.features1
+    np.testing.assert_array_equal(e.gate_order1[:3], e.channels["apinet_gate1"].indices)
+    assert list(key[e.gate_order1]) == sorted(key, reverse=True)
+    from apinet.render import display_maps
+
+    titles = [p.title for p in display_maps(e, "channels", channel_sets=["apinet_gate1"])]
+    assert all("\ng*x " in t for t in titles)  # the title names the value it prints
+    plain = explain_pair(model, *pair, k=3, cam_methods=())
+    assert all("\ng " in p.title for p in display_maps(plain, "channels", channel_sets=["apinet_gate1"]))
+
+
+def test_old_npz_without_the_new_fields_gets_them_from_the_same_code(expl, tmp_path):
+    import zipfile
+
+    path = expl.to_npz(tmp_path / "e.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if not k.startswith(("gate_order", "probabilities/",
+                                                                      "baseline_probabilities/"))}
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **arrays)
+    assert "gate_order1.npy" not in zipfile.ZipFile(old).namelist()
+    back = PairExplanation.from_npz(old)
+    np.testing.assert_array_equal(back.gate_order1, expl.gate_order1)
+    np.testing.assert_allclose(back.probabilities["2_test"], expl.probabilities["2_test"], rtol=1e-6)
+    fresh = PairExplanation.from_npz(path)
+    np.testing.assert_array_equal(fresh.gate_order2, expl.gate_order2)
+    assert fresh.rank_margin == expl.rank_margin
+
+
+def test_gradcam_hirescam_and_xgradcam_coincide_at_the_last_layer(models, pair):
+    """Pooled linear head: the gradient is w_c / (h w) at every position, so the three are one map
+    (what the CAM menu says); EigenCAM is labelled class-agnostic."""
+    from apinet.explain import CAM_LABELS
+
+    model, baseline = models
+    e = explain_pair(model, *pair, baseline, cam_methods=("gradcam", "hirescam", "xgradcam", "eigencam"))
+    peaks = []
+    for prefix in ("apinet/test", "apinet/pair", "baseline/test"):
+        for raw in ("raw1", "raw2"):
+            ref = getattr(e.cams[f"{prefix}/gradcam"], raw)
+            peaks.append(float(ref.max()))
+            for method in ("hirescam", "xgradcam"):
+                np.testing.assert_allclose(getattr(e.cams[f"{prefix}/{method}"], raw), ref, rtol=1e-4, atol=1e-7)
+    assert sum(p > 0 for p in peaks) >= 3  # not a comparison of empty maps
+    assert "class-agnostic" in e.cams["apinet/pair/eigencam"].label
+    assert "pair-path" not in e.cams["apinet/pair/eigencam"].label
+    assert CAM_LABELS["eigencam"] == "EigenCAM (class-agnostic)" and "= Grad-CAM" in CAM_LABELS["hirescam"]
+    # an earlier layer: the gradient varies over positions and HiResCAM differs from Grad-CAM
+    e3 = explain_pair(model, *pair, cam_methods=("gradcam", "hirescam"), cam_layer="layer3", cam_paths=("test",))
+    c3 = e3.cams["apinet/test/gradcam"]
+    h3 = e3.cams["apinet/test/hirescam"]
+    assert max(np.abs(c3.raw1 - h3.raw1).max(), np.abs(c3.raw2 - h3.raw2).max()) > 1e-4

@@ -98,11 +98,16 @@ def test_spearman_and_cascading_randomisation():
             out = m(x)[0, 0].numpy()
         return {"output": out, "input": x[0, 0].numpy()}  # "input" ignores the model entirely
 
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    out_before = maps(net)["output"]
     res = cascading_randomization(net, maps, layers=["2", "0"], seed=0)
     assert res.layers == ["2", "0"]
     assert res.spearman["input"] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert abs(res.spearman["output"][-1]) < 0.9
-    assert torch.equal(net[0].weight, net[0].weight)  # original untouched (a deep copy was randomised)
+    # original untouched (a deep copy was randomised): every tensor equals its copy from before
+    after = net.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    np.testing.assert_array_equal(maps(net)["output"], out_before)
 
 
 def test_mcnemar_exact_on_hand_counts():
@@ -139,13 +144,20 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
     )
     from apinet.metrics import MAP_TYPES, _maps_for_image
 
-    res = evaluate_explanations(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, pairs=2, split="val",
-                                deletion_pairs=0, sanity_pairs=0, log=None)
+    res = evaluate_explanations(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, pairs=4, split="val",
+                                deletion_pairs=2, steps=2, sanity_pairs=0, log=None)
     input_size = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)[1]["preprocess"]["input_size"]
     assert res["tolerance_px"] == pytest.approx(15 * input_size / 224) and res["split"] == "val"
-    assert res["images_scored"] + res["images_skipped_part_occluded"] == 4
+    assert res["images_scored"] + res["images_skipped_part_occluded"] == 8
+    # sibling pairs 0-2 all start with class 0's first image: pairs 3 and 4 would repeat it
+    assert res["distinct_images"] == 5  # classes 0, 1, 2, 4 and 3 (pair 3 = classes 1, 3)
+    assert res["deletion_images"] == [0, 1]  # image 1 of pairs 0 and 3: distinct images
+    assert all("deletion_auc" in res["summary"][m] for m in ("apinet_top_gated_channel", "random"))
     expected = {m for m in MAP_TYPES if "ltpa_trained" not in m}  # the demo API-Net has no LTPA head
     assert set(res["summary"]) == expected
+    bird = res["summary"]["chance_bird_point"]
+    assert 0.0 <= bird["pointing_0px_expected"] <= bird["pointing_expected"] <= 1.0
+    assert res["mean_bird_area_fraction"] > 3 * res["mean_part_area_fraction"]  # the part is on the bird
     for name, s in res["summary"].items():
         hits_tol = [v for r in res["records"] for k, v in r["hits"].items() if k.endswith(f"/{name}/tol")]
         hits_0 = [v for r in res["records"] for k, v in r["hits"].items() if k.endswith(f"/{name}/0px")]
@@ -175,3 +187,46 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
                                rtol=1e-6)
     with pytest.raises(ValueError, match="at most 380 sibling pairs"):
         evaluate_explanations(DEFAULT_APINET_CHECKPOINT, None, pairs=381, split="val", log=None)
+
+
+def test_object_aware_chance_by_hand():
+    from apinet.metrics import _chance_maps, _expected_point_rate
+
+    obj = np.zeros((12, 12), dtype=bool)
+    obj[1:11, 1:11] = True  # a 10 x 10 "bird"
+    part = np.zeros_like(obj)
+    part[4:6, 4:6] = True  # a 2 x 2 part inside it
+    assert _expected_point_rate(obj, part, 0.0) == pytest.approx(4 / 100)
+    assert _expected_point_rate(obj, part, 1.0) == pytest.approx(12 / 100)  # + the 8 four-neighbours
+    assert _expected_point_rate(obj, part, 1.5) == pytest.approx(16 / 100)  # + the 4 diagonal corners
+    maps = _chance_maps(obj, (5.5, 3.2), np.random.default_rng(0))
+    row, col = np.unravel_index(np.argmax(maps["chance_bird_point"]), obj.shape)
+    assert obj[row, col] and maps["chance_bird_point"].sum() == 1.0
+    assert np.unravel_index(np.argmax(maps["chance_box_centre"]), obj.shape) == (3, 5)  # (x, y) -> row 3, col 5
+    assert pointing_game(maps["chance_box_centre"], part, 1.0) and not pointing_game(maps["chance_box_centre"], part)
+    # many draws: the sampled rate converges on the exact expectation
+    rng = np.random.default_rng(1)
+    draws = [pointing_game(_chance_maps(obj, (0, 0), rng)["chance_bird_point"], part, 1.0) for _ in range(4000)]
+    assert np.mean(draws) == pytest.approx(0.12, abs=0.015)
+
+
+def test_sanity_summary_mean_and_t_interval_by_hand():
+    from apinet.metrics import sanity_summary
+
+    def one(values):
+        return {"apinet": {"layers": ["fc", "layer4"], "spearman": {"m": values}, "spearman_abs": {"m": values}}}
+
+    res = sanity_summary([one([1.0, 0.2]), one([0.8, 0.4]), one([0.9, 0.0])])
+    row = res["apinet"]["spearman"]["m"]
+    assert res["apinet"]["layers"] == ["fc", "layer4"] and row["n"] == 3
+    assert row["mean"] == [pytest.approx(0.9), pytest.approx(0.2)]
+    # sd = 0.1 and 0.2, t(0.975, 2) = 4.3027: half-widths 0.2484 and 0.4968
+    assert row["ci95"][0] == (pytest.approx(0.9 - 0.24842, abs=1e-4), pytest.approx(0.9 + 0.24842, abs=1e-4))
+    assert row["ci95"][1][1] == pytest.approx(0.2 + 0.49684, abs=1e-4)
+    assert row["min"] == [0.8, 0.0] and row["max"] == [1.0, 0.4]
+    single = sanity_summary([one([1.0, 0.2])])["apinet"]["spearman"]["m"]
+    assert np.isnan(single["ci95"][0][0])
+    table = results_markdown({"tolerance_px": 8.57, "pairs": 3, "split": "val", "images_scored": 6,
+                              "images_skipped_part_occluded": 0, "mean_part_area_fraction": 0.01, "summary": {},
+                              "sanity": [one([1.0, 0.2])] * 3})
+    assert "mean over 3 pairs" in table and "| m | 1.00 [1.00, 1.00] | 0.20 [0.20, 0.20] |" in table

@@ -98,6 +98,29 @@ def test_keypoint_disks_follow_the_preprocessing_geometry():
     assert _points_to_mask([], (64, 48), pre, radius=5.0).sum() == 0
 
 
+def test_keypoint_targets_apply_the_tolerance_once():
+    """Default part radius 0: the target is the keypoint's own input pixel and the pointing game's
+    tolerance is the only allowance (it used to be a disk of the tolerance, plus the tolerance)."""
+    from apinet.metrics import pointing_game
+
+    pre = Preprocess(32, resize=32)
+    mask = _points_to_mask([(30.0, 24.0)], (64, 48), pre, radius=0.0)  # -> (14.2, 16.0) in the input
+    assert sorted(zip(*np.nonzero(mask))) == [(16, 14)]
+    peak = np.zeros((32, 32), dtype=np.float32)
+    peak[16, 20] = 1.0  # 6 px to the right of the keypoint's pixel
+    assert not pointing_game(peak, mask, tolerance=5.9) and pointing_game(peak, mask, tolerance=6.0)
+
+
+def test_keypoints_box_and_centre_follow_the_square_resize():
+    # the official crop: 64 x 48 squashed to 36 x 36, centre crop 32 (2 px off each side)
+    from apinet.metrics import _box_to_mask, _to_input_xy
+
+    pre = Preprocess(32, resize=36, resize_mode="square")
+    assert _to_input_xy(32.0, 24.0, (64, 48), pre) == pytest.approx((16.0, 16.0))
+    box = _box_to_mask((0.0, 0.0, 32.0, 48.0), (64, 48), pre)  # the left half of the image
+    assert box[:, :16].all() and not box[:, 16:].any()
+
+
 def test_evaluate_explanations_on_cub(cub_root, tmp_path):
     names = ["a", "b", "c"]
     torch.manual_seed(0)
@@ -109,7 +132,8 @@ def test_evaluate_explanations_on_cub(cub_root, tmp_path):
     # nearest classes by attributes: 1 -> 3 (wing), 2 -> 1 (bill), 3 -> 1 (wing); two test images each
     assert [(r["classes"], r["part"]) for r in res["records"]] == [
         ([0, 2], "wing"), ([1, 0], "bill"), ([2, 0], "wing")] * 2
-    assert res["part_radius_px"] == pytest.approx(15 * 32 / 224)
+    assert res["part_radius_px"] == 0.0 and res["tolerance_px"] == pytest.approx(15 * 32 / 224)
+    assert "chance_bird_point" in res["summary"] and "chance_box_centre" in res["summary"]
     assert res["images_skipped_part_occluded"] == 1  # the hidden beak of image 3 (class 1's first test image)
     assert res["images_scored"] == 11
     assert "baseline_top_channel" not in res["summary"] and "apinet_top_gated_channel" in res["summary"]

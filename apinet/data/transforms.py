@@ -1,8 +1,13 @@
 """Image preprocessing: the paper's train / test pipelines and their inverse for display.
 
-API-Net (Zhuang et al., AAAI 2020) trains on ``Resize(512) + RandomCrop(448) + flip`` and tests on
-``Resize(512) + CenterCrop(448)``, with ImageNet normalisation. :class:`Preprocess` records the
-test-time pipeline in a model card so a checkpoint is always fed the way it was trained.
+API-Net's official code (Zhuang et al., AAAI 2020, github.com/PeiqinZhuang/API-Net, train.py) trains
+on ``Resize((512, 512)) + RandomCrop(448) + flip`` and tests on ``Resize((512, 512)) + CenterCrop(448)``
+with ImageNet normalisation: the image is squashed to a 512 x 512 square first (``resize_mode="square"``,
+the ``paper`` preset), so a 500 x 375 CUB image keeps 448 / 512 = 87.5 % of its width in the test
+crop. ``resize_mode="shorter"`` resizes the shorter side instead (aspect kept; the same image keeps
+448 / 683 = 65.6 % of its width). :class:`Preprocess` records the test-time pipeline, resize mode
+included, in a model card so a checkpoint is always fed the way it was trained; cards written before
+the mode existed load as ``"shorter"``, which is what they were trained with.
 """
 
 from __future__ import annotations
@@ -32,9 +37,8 @@ PAPER_RESIZE = 512
 #: Preprocess.from_card's fallback for a card that records none (torchvision's ImageNet convention).
 CARDLESS_INPUT_SIZE = 224
 CARDLESS_RESIZE = 256
-#: How ``resize`` is applied: "shorter" resizes the shorter side (aspect kept), "square" squashes the
-#: image to ``resize x resize`` as the official API-Net code does (``transforms.Resize((512, 512))``).
-RESIZE_MODES = ("shorter", "square")
+#: ``"square"``: resize to resize x resize (the official API-Net code); ``"shorter"``: shorter side to resize.
+RESIZE_MODES = ("square", "shorter")
 
 
 def build_transforms(
@@ -50,17 +54,15 @@ def build_transforms(
 
     Args:
         input_size: side of the square network input (paper: 448).
-        resize: the shorter image side is resized to this before cropping (paper: 512);
-            ``None`` means ``input_size`` (no zoom: the crop only trims the longer side).
+        resize: size before cropping (paper: 512); ``None`` means ``input_size``.
         train: random crop + horizontal flip; otherwise a centre crop.
-        resize_mode: "shorter" (the shorter side becomes ``resize``) or "square" (the image is
-            squashed to ``resize x resize``, as the official API-Net code does).
+        resize_mode: ``"square"`` resizes to ``resize x resize`` (the official code), ``"shorter"``
+            resizes the shorter side to ``resize`` and keeps the aspect ratio.
     """
     resize = _resolve_resize(input_size, resize)
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
-    size = (resize, resize) if resize_mode == "square" else resize
+    _check_mode(resize_mode)
     crop = T.RandomCrop(input_size) if train else T.CenterCrop(input_size)
+    size = (resize, resize) if resize_mode == "square" else resize
     steps: list[Any] = [T.Resize(size, interpolation=T.InterpolationMode.BILINEAR, antialias=True), crop]
     if train:
         steps.append(T.RandomHorizontalFlip())
@@ -90,18 +92,19 @@ class Preprocess:
     """Test-time preprocessing of a model, serialisable into its JSON model card.
 
     ``Preprocess(input_size, resize)(pil_image)`` gives the ``(3, H, W)`` tensor the model expects.
+    ``resize_mode``: ``"shorter"`` (default: shorter side to ``resize``) or ``"square"`` (squash to
+    ``resize x resize``, the official API-Net code; :meth:`paper` uses it).
     """
 
     input_size: int
     resize: int | None = None  # None: same as input_size
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
-    resize_mode: str = "shorter"  # or "square" (see RESIZE_MODES)
+    resize_mode: str = "shorter"
 
     def __post_init__(self) -> None:
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         object.__setattr__(self, "resize", _resolve_resize(self.input_size, self.resize))
+        _check_mode(self.resize_mode)
         object.__setattr__(self, "mean", _triple(self.mean, "mean"))
         object.__setattr__(self, "std", _triple(self.std, "std"))
         if min(self.std) <= 0:
@@ -109,12 +112,26 @@ class Preprocess:
 
     @classmethod
     def paper(cls) -> "Preprocess":
-        """The paper's setting: resize 512, crop 448, ImageNet statistics."""
-        return cls(PAPER_INPUT_SIZE, PAPER_RESIZE)
+        """The official code's setting: resize to 512 x 512, crop 448, ImageNet statistics."""
+        return cls(PAPER_INPUT_SIZE, PAPER_RESIZE, resize_mode="square")
 
     def transform(self, train: bool = False) -> T.Compose:
         return build_transforms(self.input_size, self.resize, train, mean=self.mean, std=self.std,
                                 resize_mode=self.resize_mode)
+
+    def geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """``(resized_width, resized_height, left, top)`` of the test pipeline on a ``width x height``
+        image, exactly as torchvision computes them: a point (x, y) of the original image lands at
+        ``(x * resized_width / width - left, y * resized_height / height - top)`` in the input."""
+        if self.resize_mode == "square":
+            nw = nh = self.resize
+        elif width <= height:
+            nw, nh = self.resize, int(self.resize * height / width)
+        else:
+            nw, nh = int(self.resize * width / height), self.resize
+        left = int(round((nw - self.input_size) / 2.0))
+        top = int(round((nh - self.input_size) / 2.0))
+        return nw, nh, left, top
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
@@ -164,7 +181,8 @@ class Preprocess:
             resize=None if data.get("resize") is None else int(data["resize"]),
             mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
             std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
-            resize_mode=str(data.get("resize_mode") or "shorter"),
+            # cards written before the field existed were trained with the shorter-side resize
+            resize_mode=str(data.get("resize_mode", "shorter")),
         )
 
 
@@ -175,6 +193,11 @@ def _resolve_resize(input_size: int, resize: int | None) -> int:
     if resize < input_size:
         raise ValueError(f"resize ({resize}) must be >= input_size ({input_size}): the crop would not fit")
     return resize
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {mode!r}")
 
 
 def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
