@@ -604,8 +604,10 @@ def evaluate_loader(model: nn.Module, loader, precision: _Precision | None = Non
 def export_checkpoint(src: str | Path, dst: str | Path, *, dtype: torch.dtype | None = torch.float16,
                       metrics: dict[str, Any] | None = None) -> Path:
     """Copy a checkpoint (optionally cast, e.g. to float16) with its card, merging extra metrics."""
+    from ._io import checkpoint_files, refuse_overwriting_inputs
     from .checkpoint import load_model
 
+    refuse_overwriting_inputs({"export": checkpoint_files(dst)}, {"checkpoint": checkpoint_files(src)})
     model, card = load_model(src)
     for key in ("format", "architecture", "backbone", "num_classes", "config", "weights_file", "weights_sha256",
                 "weights_dtype", "saved_at"):

@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from app.text import md
 from tests.test_hardening_images import bad_images, encode
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,8 @@ def test_bomb_truncated_and_empty_uploads_are_refused_and_the_app_keeps_serving(
         _ok(at)
         messages = [e.value for e in at.error]
         assert len(messages) == 1, messages
-        assert messages[0].startswith(f"Upload refused — {name}: ") and reason in messages[0], messages[0]
+        # file name and reason escaped for Markdown (app.text.md), so they render literally
+        assert messages[0].startswith(f"Upload refused — {md(name)}\\: ") and md(reason) in messages[0], messages[0]
         assert "\n" not in messages[0] and "Traceback" not in messages[0]
         assert at.session_state.a == a_before  # the refused image replaced nothing
         at.run()  # the next run (any widget interaction) still renders every view
