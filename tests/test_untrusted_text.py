@@ -136,3 +136,21 @@ def test_malformed_cards_are_skipped_with_a_note_and_integer_names_work(app, hos
     assert not app.error, [e.value for e in app.error]
     summary = " ".join(m.value for m in app.markdown)
     assert "A → **1**, B → **2**" in summary  # the card's integer names 1..20, shown as text
+
+
+def test_upload_whose_model_input_would_be_huge_is_refused_with_a_message(app):
+    """8 x 400000 px decodes within the 64 MP cap, but its resize before the crop would be 205 MP."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 400_000), (90, 120, 30)).save(buffer, "PNG")
+    app.file_uploader(key="upload_a").set_value(("tall.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, [e.message for e in app.exception]
+    errors = [e.value for e in app.error]
+    assert errors == ["Could not explain this pair: " + md(
+        "image 8x400000 (aspect ratio 50000:1) would be resized to 64x3200000 = 205 MP before the 64 px centre "
+        "crop (limit 32 MP); crop it closer to the subject")]
+    app.button(key="btn_swap").click().run()  # the page keeps working
+    assert not app.exception
