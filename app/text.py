@@ -16,6 +16,7 @@ labels. Every such string goes through one of these functions before it reaches 
 from __future__ import annotations
 
 import html
+import re
 
 __all__ = ["html_text", "md", "plotly_text"]
 
@@ -28,9 +29,20 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+# GitHub-flavoured Markdown turns bare "http://...", "www...." and "name@host.tld" into links after
+# parsing, whatever was escaped; an invisible word joiner (U+2060) inside the trigger stops that.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)https?(?=:)|www(?=\.)|@")
+
+
+def _no_autolink(text: str) -> str:
+    return _AUTOLINK.sub(lambda m: m.group(0) + WORD_JOINER, text)
+
+
 def md(text: object) -> str:
-    """``text`` on one line, safe to embed in any Streamlit Markdown string (renders literally)."""
-    escaped = html.escape(_one_line(text), quote=False)  # & < > -> entities (literal in Markdown too)
+    """``text`` on one line, safe to embed in any Streamlit Markdown string (renders literally, with an
+    invisible word joiner in bare URLs and e-mail addresses so that they are not linked)."""
+    escaped = html.escape(_no_autolink(_one_line(text)), quote=False)  # & < > -> entities (literal in Markdown)
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in escaped)
 
 

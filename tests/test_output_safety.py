@@ -291,3 +291,14 @@ def test_explain_with_a_non_object_card_is_one_line(files, tmp_path, capsys):
     line = _refused(["explain", str(files / "a.png"), str(files / "b.png"), "--checkpoint",
                      str(tmp_path / "m.safetensors"), "--baseline", "none", "--out", str(tmp_path / "f.png")], capsys)
     assert line == f"error: {tmp_path}/m.json: model card is a JSON list, not an object"
+
+
+def test_output_that_is_a_folder_is_one_line(files, tmp_path, capsys):
+    line = _refused(["explain", str(files / "a.png"), str(files / "b.png"), "--out", str(tmp_path)], capsys)
+    assert line == f"error: --out must end in .pdf, .svg or .png, got {tmp_path.name}"
+    (tmp_path / "fig.png").mkdir()
+    line = _refused(["explain", str(files / "a.png"), str(files / "b.png"), "--out", str(tmp_path / "fig.png")],
+                    capsys)
+    assert line == f"error: --out {tmp_path}/fig.png: is a folder; give a file name"
+    line = _refused(["evaluate", "--checkpoint", str(files / "m.safetensors"), "--out", str(tmp_path)], capsys)
+    assert line == f"error: --out {tmp_path}: is a folder; give a file name"
