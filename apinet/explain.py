@@ -895,7 +895,7 @@ def register(subparsers) -> None:
     p.add_argument("--cmap", default="viridis")
     p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5)
     p.add_argument("--scope", choices=("map", "pair", "models"), default="pair")
-    p.add_argument("--dpi", type=int_range(30, 1200), default=300, help="PNG resolution, 30 to 1200 (default 300)")
+    p.add_argument("--dpi", type=int_range(10, 1200), default=300, help="PNG resolution, 10 to 1200 (default 300)")
     p.set_defaults(func=_cli_explain)
 
 

@@ -240,7 +240,7 @@ def test_resume_with_a_non_object_recipe_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["explain", "a", "b", "--out", "f.png", "--k", "0"], "argument --k: must be an integer from 1 to 64, got 0"),
     (["explain", "a", "b", "--out", "f.png", "--k", "100000"], "argument --k: must be an integer from 1 to 64, got 100000"),
-    (["explain", "a", "b", "--out", "f.png", "--dpi", "100000"], "argument --dpi: must be an integer from 30 to 1200, got 100000"),
+    (["explain", "a", "b", "--out", "f.png", "--dpi", "100000"], "argument --dpi: must be an integer from 10 to 1200, got 100000"),
     (["explain", "a", "b", "--out", "f.png", "--alpha", "1.5"], "argument --alpha: must be a number from 0.0 to 1.0, got 1.5"),
     (["explain", "a", "b", "--out", "f.png", "--alpha", "nan"], "argument --alpha: must be a number from 0.0 to 1.0, got nan"),
     (["evaluate-explanations", "--out", "o", "--pairs", "0"], "argument --pairs: must be an integer from 1 to 100000, got 0"),
