@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
-__all__ = ["atomic_write", "remove_stale_temporaries"]
+__all__ = [
+    "OutputPathError",
+    "atomic_write",
+    "checkpoint_files",
+    "dataset_root",
+    "refuse_overwriting_inputs",
+    "remove_stale_temporaries",
+]
+
+PathLike = Union[str, os.PathLike]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
@@ -61,3 +70,102 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Output paths that would destroy an input
+# --------------------------------------------------------------------------------------------------
+
+
+class OutputPathError(ValueError):
+    """An output path that names an input (or a folder where a file is meant): one line, for the CLI."""
+
+
+def checkpoint_files(path: PathLike | None) -> list[Path]:
+    """A checkpoint's files: the weights (``.safetensors``) and its model card (``.json``), whichever of
+    the two ``path`` names. Empty for ``None`` or ``'none'`` (an optional checkpoint left out)."""
+    if path is None or str(path).lower() == "none":
+        return []
+    path = Path(path)
+    return [path.with_suffix(".safetensors"), path.with_suffix(".json")] if path.suffix in (".safetensors", ".json") \
+        else [path, path.with_suffix(".json")]
+
+
+def dataset_root(spec: str | None) -> Path | None:
+    """The folder a dataset spec reads from (``cub:PATH`` -> ``PATH``); ``None`` for SynthBirds."""
+    if not spec:
+        return None
+    kind, _, argument = str(spec).partition(":")
+    if kind.strip().lower() in ("cub", "folder", "aircraft", "cars") and argument.strip():
+        return Path(argument.strip())
+    return None
+
+
+def _same(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts, case-insensitive file systems
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return real == base or base in real.parents
+
+
+def refuse_overwriting_inputs(
+    outputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+    inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+    *,
+    folders: Iterable[str] = (),
+) -> None:
+    """Raise :class:`OutputPathError` (one line) before any work when an output would destroy an input.
+
+    ``outputs`` and ``inputs`` map what the user typed (e.g. ``"--out"``, ``"--checkpoint"``) to one
+    path or several (``None`` entries are skipped). Refused, with the flag names and paths in the
+    message:
+
+    * an output file that resolves (symlinks, ``..``, hard links) to an input file, e.g. ``explain
+      a.png b.png --out a.png`` or ``--json`` onto a checkpoint's card (list both files of a
+      checkpoint with :func:`checkpoint_files`);
+    * an output inside (or equal to) an input that is an existing folder (a dataset root, see
+      :func:`dataset_root`): a run written into an image-folder dataset would become a class;
+    * two outputs naming the same file;
+    * an existing folder where a file output is meant, or an existing file where one of ``folders``
+      (output flags that name a folder, e.g. a run directory) is meant.
+
+    Call it from every command (and from library code that writes user-named files) before loading
+    models or data, so nothing is computed for an output that cannot be written.
+    """
+    folder_flags = set(folders)
+
+    def expand(mapping):
+        for flag, value in mapping.items():
+            if value is None:
+                continue
+            values = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+            for item in values:
+                if item is not None:
+                    yield flag, Path(item)
+
+    outs, ins = list(expand(outputs)), list(expand(inputs))
+    for flag, out in outs:
+        if flag in folder_flags:
+            if out.exists() and not out.is_dir():
+                raise OutputPathError(f"{flag} {out}: is a file, not a folder")
+        elif out.is_dir():
+            raise OutputPathError(f"{flag} {out}: is a folder; give a file name")
+        for in_flag, source in ins:
+            if source.is_dir():
+                if _inside(out, source):
+                    raise OutputPathError(f"{flag} {out} is inside the input folder {source} ({in_flag}); "
+                                          f"write outputs somewhere else")
+            elif _same(out, source):
+                raise OutputPathError(f"{flag} {out} is the input file {source} ({in_flag}); refusing to "
+                                      f"overwrite an input, choose another output name")
+    for i, (flag, out) in enumerate(outs):
+        for other_flag, other in outs[i + 1:]:
+            if _same(out, other):
+                raise OutputPathError(f"{flag} and {other_flag} name the same file {out}")

@@ -31,6 +31,9 @@ _MAX_HEADER = 100 * 1024 * 1024
 #: Tensors stored beside the model's own (e.g. ``reference.bank``, see :mod:`apinet.ood`): covered by
 #: the card's hash, ignored when the model is built.
 EXTRA_PREFIX = "reference."
+#: Most classes a model card may declare: far above any fine-grained benchmark (CUB 200, iNaturalist
+#: 10,000), and small enough that one default name per class stays cheap on every page load.
+MAX_CLASSES = 100_000
 
 
 class CheckpointError(ValueError):
@@ -134,11 +137,31 @@ def load_card(path: str | Path) -> dict[str, Any]:
         card = json.loads(cpath.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{cpath}: model card is not valid JSON ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{cpath}: model card is a JSON {type(card).__name__}, not an object")
+    if card.get("format") != CARD_FORMAT:
         raise CheckpointError(f"{cpath}: not an API-Net Explorer model card (format {card.get('format')!r})")
     for key in ("config", "weights_sha256"):
         if key not in card:
             raise CheckpointError(f"{cpath}: model card lacks {key!r}")
+    if not isinstance(card["config"], dict):
+        raise CheckpointError(f"{cpath}: model card's 'config' is not an object")
+    if not isinstance(card["weights_sha256"], str):
+        raise CheckpointError(f"{cpath}: model card's 'weights_sha256' is not a string")
+    for where, holder in (("num_classes", card), ("config.num_classes", card["config"])):
+        value = holder.get("num_classes")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+            raise CheckpointError(f"{cpath}: model card's {where} must be an integer from 1 to {MAX_CLASSES}, "
+                                  f"got {str(value)[:40]}")
+    names = card.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or len(names) > MAX_CLASSES:
+            raise CheckpointError(f"{cpath}: model card's 'class_names' must be a list of at most {MAX_CLASSES} names")
+        if not all(isinstance(n, (str, int, float)) and not isinstance(n, bool) for n in names):
+            raise CheckpointError(f"{cpath}: model card's 'class_names' must hold names (text or numbers)")
+        card["class_names"] = [str(n) for n in names]  # numbers (e.g. 1..200) become their text
     return card
 
 

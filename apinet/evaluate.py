@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ._args import int_range
+
 __all__ = ["EvaluationResult", "confused_pairs", "evaluate_checkpoint", "register", "summarize"]
 
 
@@ -158,10 +160,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="dataset spec (default: the one in the model card)")
     p.add_argument("--split", default="test")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int_range(1, 4096), default=64)
+    p.add_argument("--workers", type=int_range(0, 256), default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads")
     p.add_argument("--export", default=None, metavar="PATH",
                    help="also write a copy of the checkpoint (float16 by default) whose card holds these metrics")
     p.add_argument("--export-dtype", choices=["float16", "float32"], default="float16")
@@ -175,6 +177,22 @@ def _run(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .cli import UserError
 
+    from ._io import checkpoint_files, dataset_root, refuse_overwriting_inputs
+
+    data = args.data
+    if data is None:  # the card's dataset: its files are inputs too (an unreadable card fails below)
+        from .checkpoint import load_card
+
+        try:
+            recorded = load_card(args.checkpoint).get("dataset")
+            data = recorded.get("spec") if isinstance(recorded, dict) else None
+        except (CheckpointError, OSError, ValueError):
+            data = None
+    # Before anything is computed: neither output may replace the checkpoint, its card or the data.
+    refuse_overwriting_inputs(
+        {"--out": args.out, "--export": checkpoint_files(args.export)},
+        {"--checkpoint": checkpoint_files(args.checkpoint), "--data": dataset_root(data)},
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():

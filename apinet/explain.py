@@ -62,7 +62,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._io import to_jsonable
+from ._args import float_range, int_range
+from ._io import atomic_write, checkpoint_files, refuse_overwriting_inputs, to_jsonable
 from .attention import EXPLAIN_TEMPERATURE, DoubleAttention, ltpa_attention
 
 __all__ = [
@@ -346,9 +347,12 @@ class PairExplanation:
             np.savez_compressed(path, **arrays)
             return path
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+        atomic_write(path, write)
         return path
 
     @classmethod
@@ -1026,7 +1030,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="figure file: .pdf, .svg or .png")
     p.add_argument("--json", help="also write the explanation's scalars and settings as JSON")
     p.add_argument("--npz", help="also write every array as .npz")
-    p.add_argument("--k", type=int, default=5, help="channels per set (default 5)")
+    p.add_argument("--k", type=int_range(1, 64), default=5, help="channels per set, 1 to 64 (default 5)")
     p.add_argument("--rank-by", choices=("gate", "gate_x_activation"), default="gate")
     p.add_argument("--methods", default="gradcam,ltpa,channels",
                    help="comma list of CAM methods (%s) plus 'ltpa' and 'channels'" % ", ".join(CAM_METHODS))
@@ -1034,9 +1038,9 @@ def register(subparsers) -> None:
                    help="figure view; 'all' writes one file per view (name_view.ext)")
     p.add_argument("--targets", help="reference classes 'A,B' (default: predicted classes)")
     p.add_argument("--cmap", default="viridis")
-    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5)
     p.add_argument("--scope", choices=("map", "pair", "models"), default="pair")
-    p.add_argument("--dpi", type=int, default=300)
+    p.add_argument("--dpi", type=int_range(10, 1200), default=300, help="PNG resolution, 10 to 1200 (default 300)")
     p.set_defaults(func=_cli_explain)
 
 
@@ -1059,23 +1063,29 @@ def _cli_explain(args) -> int:
     for path in (args.image1, args.image2):
         if not Path(path).exists():
             raise UserError(f"{path}: file not found")
-    baseline = None if args.baseline.lower() == "none" else args.baseline
-    expl = explain_pair_from_checkpoint(args.image1, args.image2, args.checkpoint, baseline,
-                                        k=args.k, rank_by=args.rank_by, cam_methods=cam_methods,
-                                        targets=targets)
     views = _VIEWS if args.view == "all" else (args.view,)
     out = Path(args.out)
     if out.suffix.lower() not in (".pdf", ".svg", ".png"):
         raise UserError(f"--out must end in .pdf, .svg or .png, got {out.name}")
+    figures = [out if len(views) == 1 else out.with_name(f"{out.stem}_{view}{out.suffix}") for view in views]
+    baseline = None if args.baseline.lower() == "none" else args.baseline
+    # Before anything is computed: no output may replace an input (image, checkpoint or its card).
+    refuse_overwriting_inputs(
+        {"--out": figures, "--json": args.json, "--npz": args.npz},
+        {"image1": args.image1, "image2": args.image2, "--checkpoint": checkpoint_files(args.checkpoint),
+         "--baseline": checkpoint_files(baseline)},
+    )
+    expl = explain_pair_from_checkpoint(args.image1, args.image2, args.checkpoint, baseline,
+                                        k=args.k, rank_by=args.rank_by, cam_methods=cam_methods,
+                                        targets=targets)
     written = []
-    for view in views:
+    for view, path in zip(views, figures):
         settings = FigureSettings(view=view, cmap=args.cmap, alpha=args.alpha, scope=args.scope, k=args.k,
                                   dpi=args.dpi)
-        path = out if len(views) == 1 else out.with_name(f"{out.stem}_{view}{out.suffix}")
         written.append(save_figure(pair_figure(expl, view, settings), path, dpi=args.dpi))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(expl.to_json() + "\n")
+        text = expl.to_json() + "\n"
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
     if args.npz:
         expl.to_npz(args.npz)
     names = expl.class_names

@@ -574,13 +574,20 @@ def save_figure(fig: Figure, path: Any, dpi: int = 300, *, format: str | None = 
     fmt = (format or (Path(path).suffix.lstrip(".") if is_path else "")).lower()
     if fmt not in ("pdf", "svg", "png"):
         raise ValueError(f"figure format must be pdf, svg or png, got {fmt or path!r}")
-    if is_path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42}):
-        fig.savefig(path, format=fmt, dpi=dpi, metadata=_metadata(fmt))
-    if settings is not None and is_path:
-        path.with_suffix(path.suffix + ".settings.json").write_text(settings.to_json() + "\n")
+    def write(target: Any) -> None:
+        with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42}):
+            fig.savefig(target, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+
+    if not is_path:
+        write(path)
+        return path
+    from ._io import atomic_write
+
+    path = Path(path)
+    atomic_write(path, write)  # a crash or a full disk never leaves a half-written figure
+    if settings is not None:
+        text = settings.to_json() + "\n"
+        atomic_write(path.with_suffix(path.suffix + ".settings.json"), lambda tmp: tmp.write_text(text))
     return path
 
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._args import float_range, int_range
 from ._io import atomic_write, remove_stale_temporaries
 from .backbones import BACKBONES
 from .checkpoint import save_checkpoint
@@ -145,31 +146,33 @@ def register(subparsers) -> None:
     p.add_argument("--output-stride", type=int, choices=[16, 32], default=S)
     p.add_argument("--data", default=S, help="synthbirds | synthbirds:SEED | cub:PATH | folder:PATH | aircraft:PATH | cars:PATH")
     p.add_argument("--val-split", default=S, help="split validated each epoch (default: val for synthbirds, else test)")
-    p.add_argument("--image-size", type=int, default=S, help="SynthBirds render size")
-    p.add_argument("--input-size", type=int, default=S, help="network input side (crop)")
-    p.add_argument("--resize", type=int, default=S, help="train: size before the random crop (see --resize-mode)")
-    p.add_argument("--test-resize", type=int, default=S, help="test: size before the centre crop (see --resize-mode)")
+    p.add_argument("--image-size", type=int_range(16, 1024), default=S, help="SynthBirds render size")
+    p.add_argument("--input-size", type=int_range(16, 1024), default=S, help="network input side (crop)")
+    p.add_argument("--resize", type=int_range(16, 2048), default=S,
+                   help="train: size before the random crop (see --resize-mode)")
+    p.add_argument("--test-resize", type=int_range(16, 2048), default=S,
+                   help="test: size before the centre crop (see --resize-mode)")
     p.add_argument("--resize-mode", choices=["square", "shorter"], default=S,
                    help="square: resize to RESIZE x RESIZE, then crop (the official code, paper preset); shorter: "
                         "shorter side to RESIZE, aspect kept (demo preset)")
-    p.add_argument("--per-class", type=int, default=S, help="SynthBirds: training images per class")
-    p.add_argument("--val-per-class", type=int, default=S, help="SynthBirds: validation images per class")
-    p.add_argument("--n-classes", type=int, default=S, help="classes per batch")
-    p.add_argument("--n-samples", type=int, default=S, help="images per class in a batch")
+    p.add_argument("--per-class", type=int_range(1, 100_000), default=S, help="SynthBirds: training images per class")
+    p.add_argument("--val-per-class", type=int_range(1, 100_000), default=S, help="SynthBirds: validation images per class")
+    p.add_argument("--n-classes", type=int_range(1, 10_000), default=S, help="classes per batch")
+    p.add_argument("--n-samples", type=int_range(1, 10_000), default=S, help="images per class in a batch")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default=S)
-    p.add_argument("--lr", type=float, default=S)
-    p.add_argument("--momentum", type=float, default=S)
-    p.add_argument("--weight-decay", type=float, default=S)
-    p.add_argument("--epochs", type=int, default=S)
-    p.add_argument("--warmup-epochs", type=float, default=S)
-    p.add_argument("--freeze-epochs", type=int, default=S,
+    p.add_argument("--lr", type=float_range(0.0, 10.0, low_open=True), default=S)
+    p.add_argument("--momentum", type=float_range(0.0, 0.999), default=S)
+    p.add_argument("--weight-decay", type=float_range(0.0, 1.0), default=S)
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=S)
+    p.add_argument("--warmup-epochs", type=float_range(0.0, 100_000.0), default=S)
+    p.add_argument("--freeze-epochs", type=int_range(0, 100_000), default=S,
                    help="train only the head for these first epochs: the trunk gets no gradient, no weight decay "
                         "and no optimiser state until it is unfrozen")
-    p.add_argument("--max-steps", type=int, default=S, help="stop after this many steps (smoke runs)")
-    p.add_argument("--margin", type=float, default=S)
-    p.add_argument("--rank-weight", type=float, default=S)
+    p.add_argument("--max-steps", type=int_range(1, 10**9), default=S, help="stop after this many steps (smoke runs)")
+    p.add_argument("--margin", type=float_range(0.0, 100.0), default=S)
+    p.add_argument("--rank-weight", type=float_range(0.0, 1000.0), default=S)
     p.add_argument("--ltpa", default=S, help="LTPA estimator: STAGES[:pc|dp], e.g. layer3,layer4:pc")
-    p.add_argument("--ltpa-weight", type=float, default=S, help="weight of the LTPA cross-entropy (default 1)")
+    p.add_argument("--ltpa-weight", type=float_range(0.0, 1000.0), default=S, help="weight of the LTPA cross-entropy (default 1)")
     p.add_argument("--ltpa-normalize", choices=["softmax", "sigmoid"], default=S,
                    help="LTPA attention over positions: softmax (default) or sigmoid")
     p.add_argument("--ltpa-aggregate", choices=["concat", "independent"], default=S,
@@ -181,17 +184,17 @@ def register(subparsers) -> None:
     p.add_argument("--init-trunk", default=S,
                    help="start the trunk from a trained project checkpoint (e.g. the baseline's best.safetensors): "
                         "the offline stand-in for pretrained weights; combine with --freeze-epochs")
-    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=S)
     p.add_argument("--out", default=S, help="run directory (default runs/<model>-<time>)")
     p.add_argument("--resume", default=S, help="run directory or its last checkpoint")
-    p.add_argument("--save-every", type=int, default=S, help="also save `last` every N steps")
-    p.add_argument("--log-every", type=int, default=S)
+    p.add_argument("--save-every", type=int_range(0, 10**9), default=S, help="also save `last` every N steps")
+    p.add_argument("--log-every", type=int_range(1, 10**9), default=S)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default=S)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
                    help="default: on with CUDA, off on CPU")
-    p.add_argument("--workers", type=int, default=S, help="data loader processes (default: 0 on <= 2 cores)")
-    p.add_argument("--threads", type=int, default=S, help="torch CPU threads")
+    p.add_argument("--workers", type=int_range(0, 256), default=S, help="data loader processes (default: 0 on <= 2 cores)")
+    p.add_argument("--threads", type=int_range(1, 1024), default=S, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", default=S, help="no tqdm bar")
     p.set_defaults(func=_run)
 
@@ -236,7 +239,14 @@ def resume_config(flags: dict[str, Any]) -> dict[str, Any]:
     """With ``--resume``, the resumed run's recipe, overridden only by the flags given now."""
     flags = {k: v for k, v in flags.items() if k != "func"}
     saved = resolve_resume(flags["resume"]).parent / "config.json"
-    base = json.loads(saved.read_text()) if saved.is_file() else build_config({})
+    base = build_config({})
+    if saved.is_file():
+        try:
+            base = json.loads(saved.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"--resume: cannot read the run's recipe {saved} ({error})") from None
+        if not isinstance(base, dict):
+            raise ValueError(f"--resume: the run's recipe {saved} is not a JSON object")
     base.pop("command", None)
     return {**base, "max_steps": None, **flags}
 
@@ -517,8 +527,83 @@ def resolve_resume(path: str | Path) -> Path:
     return state
 
 
+_STATE_KEYS = ("model", "optimizer", "scheduler", "samplers", "rng", "step", "epoch", "best")
+
+
 def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A run's training state (never unpickled: ``weights_only``); a damaged file is one-line ``ValueError``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, foreign pickle, wrong format: all "damaged"
+        # torch's unpickling message suggests weights_only=False, which would run code from the file
+        detail = "" if "weights_only" in str(error) else ": " + " ".join(str(error).split())[:160]
+        raise ValueError(f"--resume {path}: damaged training state ({type(error).__name__}{detail}); resume "
+                         f"from an intact copy or start a new run") from None
+    missing = [key for key in _STATE_KEYS if key not in state] if isinstance(state, dict) else list(_STATE_KEYS)
+    if missing:
+        raise ValueError(f"--resume {path}: not a training state (missing {', '.join(missing)})")
+    return state
+
+
+#: Files whose presence marks a folder as a training run (written by :func:`train`).
+RUN_FILES = (STATE_FILE, "last.safetensors", "last.json", "best.safetensors", "best.json", "config.json",
+             "log.jsonl")
+LOCK_FILE = ".train.lock"
+
+
+def _check_run_folder(config: dict[str, Any], out: Path, resume_state_path: Path | None) -> None:
+    """Refuse, before any work, an ``--out`` that is a file, holds another finished or running
+    training run (without ``--resume`` of that run), or would overwrite an input."""
+    from ._io import checkpoint_files, dataset_root, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs({"--out": out}, {}, folders=["--out"])
+    resuming_here = resume_state_path is not None and os.path.realpath(resume_state_path.parent) == os.path.realpath(out)
+    if out.is_dir() and not resuming_here:
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held:
+            raise ValueError(f"--out {out} already holds a training run ({held[0]}); continue it with --resume {out} "
+                             f"or choose a new folder")
+    refuse_overwriting_inputs(
+        {"--out": [out / name for name in RUN_FILES]},
+        {"--weights": config.get("weights"), "--init-trunk": checkpoint_files(config.get("init_trunk")),
+         "--data": dataset_root(config.get("data"))},
+    )
+
+
+class _RunLock:
+    """An exclusive ``fcntl`` lock on ``<run>/.train.lock`` while a process trains into the folder, so a
+    second ``train`` on the same ``--out`` stops with one line instead of interleaving its files. The
+    operating system drops the lock when the process ends, however it ends."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.fh, self.created = folder, None, False
+
+    def __enter__(self) -> "_RunLock":
+        import fcntl
+
+        self.created = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            self.fh = None
+            raise ValueError(f"--out {self.folder}: another training process is writing to this run folder; "
+                             f"wait for it to finish or choose another folder") from None
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        import fcntl
+
+        if self.fh is None:
+            return
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+        self.fh.close()
+        # a run that failed before writing anything leaves no empty folder behind
+        if kind is not None and self.created and [p.name for p in self.folder.iterdir()] == [LOCK_FILE]:
+            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+            self.folder.rmdir()
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -581,9 +666,11 @@ def export_checkpoint(src: str | Path, dst: str | Path, *, dtype: torch.dtype | 
                       metrics: dict[str, Any] | None = None, reference: Any = None) -> Path:
     """Copy a checkpoint (optionally cast, e.g. to float16) with its card, merging extra metrics;
     ``reference`` (an :class:`apinet.ood.FeatureReference`) is stored with it, replacing any it had."""
+    from ._io import checkpoint_files, refuse_overwriting_inputs
     from .checkpoint import load_model
     from .ood import BANK_KEY, FeatureReference
 
+    refuse_overwriting_inputs({"export": checkpoint_files(dst)}, {"checkpoint": checkpoint_files(src)})
     model, card = load_model(src)
     if reference is None:
         reference = FeatureReference.from_checkpoint(src, card)
@@ -620,7 +707,25 @@ def _loader(dataset, batch_sampler=None, *, batch_size=64, workers=0, device=Non
 
 
 def train(config: dict[str, Any]) -> dict[str, Any]:
-    """Run the recipe ``config`` (see :func:`build_config`); returns a summary dict."""
+    """Run the recipe ``config`` (see :func:`build_config`); returns a summary dict.
+
+    Before any work the run folder is checked (a file, another run without ``--resume``, or a path
+    that would overwrite an input is a one-line ``ValueError``) and locked against a second process.
+    """
+    config = dict(config)
+    state_path = resolve_resume(config["resume"]) if config.get("resume") else None
+    if config.get("out") is None:
+        config["out"] = str(state_path.parent) if state_path is not None else \
+            f"runs/{config['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(config["out"])
+    _check_run_folder(config, out, state_path)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun's other ranks write nothing into the folder
+        return _train(config)
+    with _RunLock(out):
+        return _train(config)
+
+
+def _train(config: dict[str, Any]) -> dict[str, Any]:
     from .data import Preprocess, build_dataset
     from .distributed import gather_pooled, init_distributed
 
@@ -689,16 +794,21 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
 
     step, epoch, best, elapsed_before = 0, 0, -1.0, 0.0
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        sampler.load_state_dict(resume_state["samplers"][dist_info.rank])
-        if scaler is not None and "scaler" in resume_state:
-            scaler.load_state_dict(resume_state["scaler"])
-        step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
-        best = float(resume_state["best"])
-        elapsed_before = float(resume_state.get("wall_time_s", 0.0))
-        _set_rng_state(resume_state["rng"][dist_info.rank] if dist_info.enabled else resume_state["rng"][0])
+        try:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            sampler.load_state_dict(resume_state["samplers"][dist_info.rank])
+            if scaler is not None and "scaler" in resume_state:
+                scaler.load_state_dict(resume_state["scaler"])
+            step, epoch = int(resume_state["step"]), int(resume_state["epoch"])
+            best = float(resume_state["best"])
+            elapsed_before = float(resume_state.get("wall_time_s", 0.0))
+            _set_rng_state(resume_state["rng"][dist_info.rank] if dist_info.enabled else resume_state["rng"][0])
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as error:
+            first = " ".join(str(error).split())[:200]
+            raise ValueError(f"--resume {state_path}: the saved state does not fit this recipe "
+                             f"({type(error).__name__}: {first})") from None
 
     out = Path(config["out"] or f"runs/{config['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
     log_fh = None
@@ -707,7 +817,8 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
         if resume_state is not None:  # a killed run leaves its half-written temporaries (can be 100s of MB)
             remove_stale_temporaries(
                 out, (STATE_FILE, "last.safetensors", "last.json", "best.safetensors", "best.json"))
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        config_text = json.dumps(config, indent=2) + "\n"
+        atomic_write(out / "config.json", lambda tmp: tmp.write_text(config_text))
         log_fh = open(out / "log.jsonl", "a")
         _log(log_fh, {"event": "resume" if resume_state else "start", "step": step, "epoch": epoch,
                       "time": time.time(), "config": config, "world_size": dist_info.world_size})

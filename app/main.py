@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import config, picker, resources, state, views
+from app.text import md
 
 __all__ = ["main"]
 
@@ -25,7 +26,16 @@ every `best.safetensors` under the runs folder is listed automatically:
     st.code(config.TRAIN_COMMAND, language="bash")
     st.caption("Other folders: set `APINET_CHECKPOINT_DIR` (demo checkpoints) or `APINET_RUNS_DIR` (your runs).")
     for problem in problems:
-        st.warning(problem)
+        st.warning(md(problem))
+
+
+def _skipped_note(problems: list[str]) -> None:
+    """Checkpoints left out of the selectors (unreadable or malformed cards), named, never silently."""
+    if not problems:
+        return
+    with st.sidebar.expander(f"{len(problems)} checkpoint(s) skipped", icon=":material/warning:"):
+        for problem in problems:
+            st.caption(md(problem))
 
 
 def _default(options: list, preferred_suffix: str | None) -> object:
@@ -110,6 +120,8 @@ def _page() -> None:
         return
 
     gallery = resources.load_gallery(str(paths.gallery))
+    if gallery.note:
+        st.warning(md(gallery.note), icon=":material/warning:")
     cams = resources.cam_methods()
     choices = {
         "ckpt": [c.label for c in apinets],
@@ -139,12 +151,13 @@ def _page() -> None:
     }
     state.ensure_defaults(defaults, choices)
     _sidebar_models(apinets, baselines)
+    _skipped_note(problems)
 
     ckpt = next(c for c in apinets if c.label == st.session_state.ckpt)
     base = next((c for c in baselines if c.label == st.session_state.base), None)
     if base is not None and (base.num_classes != ckpt.num_classes or base.backbone != ckpt.backbone):
-        st.warning(f"Baseline `{base.label}` ({base.backbone}, {base.num_classes} classes) does not match "
-                   f"API-Net `{ckpt.label}` ({ckpt.backbone}, {ckpt.num_classes} classes): baseline left out.")
+        st.warning(f"Baseline {md(base.label)} ({md(base.backbone)}, {base.num_classes} classes) does not match "
+                   f"API-Net {md(ckpt.label)} ({md(ckpt.backbone)}, {ckpt.num_classes} classes): baseline left out.")
         base = None
 
     try:
@@ -154,7 +167,7 @@ def _page() -> None:
                 resources.load_checkpoint(base.path, base.sha256)
             bank = resources.feature_bank(ckpt.path, ckpt.sha256, str(paths.gallery), gallery.key)
     except Exception as exc:  # CheckpointError, out of memory, ...: a message, never a traceback
-        st.error(f"Could not load the checkpoint: {' '.join(str(exc).split())[:400]}", icon=":material/error:")
+        st.error(f"Could not load the checkpoint: {md(str(exc)[:400])}", icon=":material/error:")
         st.code(config.TRAIN_COMMAND, language="bash")
         return
     stages = resources.stages_of(loaded)
@@ -196,7 +209,7 @@ def _page() -> None:
             expl = resources.explain(request, image_a.data, image_b.data)
         except Exception as exc:  # a model/explainer failure must not take the page down
             status.update(label="Explanation failed", state="error")
-            st.error(f"Could not explain this pair: {' '.join(str(exc).split())[:300]}")
+            st.error(f"Could not explain this pair: {md(str(exc)[:300])}")
             return
         timings = (expl.settings or {}).get("timings_s", {})
         took = f" in {sum(timings.values()):.1f} s" if timings else ""

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app import resources
 from app.state import GALLERY_PREFIX, UPLOAD_PREFIX
+from app.text import md
 
 __all__ = ["ChosenImage", "draw_actions", "draw_gallery_browser", "draw_selector", "draw_uploads", "resolve"]
 
@@ -105,11 +106,11 @@ def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
     try:
         partners = resources.suggest_partners(loaded, bank, gallery, chosen.data, gid)
     except Exception as exc:  # an undecodable upload was already refused; anything else is reported
-        set_message("error", f"Could not suggest a partner: {' '.join(str(exc).split())}")
+        set_message("error", f"Could not suggest a partner: {md(exc)}")
         return
     target = partners.intra if kind == "intra" else partners.inter
     class_name = loaded.class_names[partners.label] if partners.label < len(loaded.class_names) else partners.label
-    basis = f"predicted class **{class_name}**" if partners.label_is_prediction else f"class **{class_name}**"
+    basis = f"predicted class **{md(class_name)}**" if partners.label_is_prediction else f"class **{md(class_name)}**"
     if target is None:
         set_message("error", f"The gallery has no {'other' if kind == 'intra' else ''} image of "
                     f"{'the same' if kind == 'intra' else 'another'} class to pair with A ({basis}).")
@@ -131,7 +132,7 @@ def _on_upload(slot: str) -> None:
     try:
         load_image(data, name=uploaded.name)
     except ImageDecodeError as exc:
-        set_message("error", f"Upload refused — {exc}")
+        set_message("error", f"Upload refused — {md(exc)}")
         return
     sha = hashlib.sha256(data).hexdigest()
     _uploads()[sha] = (uploaded.name, data)
@@ -181,16 +182,16 @@ def draw_gallery_browser(gallery: resources.Gallery) -> None:
     names = ["All classes"] + gallery.classes
     choice = st.selectbox("Browse by class", names, key="browse_class")
     items = gallery.items if choice == "All classes" else gallery.of_class(gallery.classes.index(choice))
-    st.caption(f"{len(items)} image(s) from {gallery.source}. Set either side of the pair from a thumbnail.")
+    st.caption(f"{len(items)} image(s) from {md(gallery.source)}. Set either side of the pair from a thumbnail.")
     per_row = 10
     for start in range(0, len(items), per_row):
         cols = st.columns(per_row)
         for col, item in zip(cols, items[start : start + per_row]):
             with col:
-                st.image(item.data, caption=item.class_name if choice == "All classes" else item.id,
+                st.image(item.data, caption=md(item.class_name if choice == "All classes" else item.id),
                          width="stretch")
                 ca, cb = st.columns(2, gap="small")
                 ca.button("A", key=f"set_a_{item.id}", on_click=_set, args=("a", GALLERY_PREFIX + item.id),
-                          width="stretch", help=f"Use {item.id} as image A")
+                          width="stretch", help=f"Use {md(item.id)} as image A")
                 cb.button("B", key=f"set_b_{item.id}", on_click=_set, args=("b", GALLERY_PREFIX + item.id),
-                          width="stretch", help=f"Use {item.id} as image B")
+                          width="stretch", help=f"Use {md(item.id)} as image B")

@@ -118,8 +118,9 @@ def discover_checkpoints(demo_dir: str, runs_dir: str) -> tuple[list[CheckpointI
             label = f"demo: {path.stem}" if demo else f"runs/{path.relative_to(root).with_suffix('')}"
             try:
                 found.append(_describe(path, label))
-            except (CheckpointError, KeyError, ValueError, TypeError) as exc:
-                problems.append(" ".join(str(exc).split()))
+            except Exception as exc:  # noqa: BLE001 - one bad card must never take the page down
+                message = " ".join(str(exc).split())
+                problems.append(message if isinstance(exc, CheckpointError) else f"{path}: {message}")
     return found, problems
 
 
@@ -167,6 +168,7 @@ class Gallery:
     items: list[GalleryItem]
     classes: list[str]
     source: str  # where it came from, for the caption
+    note: str = ""  # what was skipped while reading it (shown on the page)
 
     def __post_init__(self) -> None:
         self._by_id = {item.id: item for item in self.items}
@@ -193,17 +195,16 @@ def load_gallery(gallery_dir: str) -> Gallery:
     root = Path(gallery_dir)
     manifest = root / "gallery.json"
     if manifest.is_file():
-        meta = json.loads(manifest.read_text())
-        classes = list(meta.get("classes") or [])
-        items = []
-        for entry in meta.get("images", []):
-            path = root / entry["file"]
-            if not path.is_file():
-                continue
-            label = int(entry["label"])
-            name = entry.get("class_name") or (classes[label] if label < len(classes) else str(label))
-            items.append(GalleryItem(Path(entry["file"]).stem, label, name, path.read_bytes()))
-        return Gallery(items, classes, str(root))
+        try:
+            return _gallery_from_manifest(root, manifest)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            note = f"{manifest} skipped ({' '.join(str(exc).split())[:200]})"
+            fallback = _synthbirds_gallery()
+            return Gallery(fallback.items, fallback.classes, fallback.source, note=note)
+    return _synthbirds_gallery()
+
+
+def _synthbirds_gallery() -> Gallery:
     from apinet.data import SynthBirds
 
     dataset = SynthBirds(split="test", per_class=2)
@@ -220,6 +221,49 @@ def load_gallery(gallery_dir: str) -> Gallery:
 # ----------------------------------------------------------------------------------------------
 # Feature bank and the paper's pair construction
 # ----------------------------------------------------------------------------------------------
+
+
+#: Most images a gallery.json may list (a gallery is a browsing aid, not a dataset).
+MAX_GALLERY_IMAGES = 5_000
+
+
+def _gallery_from_manifest(root: Path, manifest: Path) -> Gallery:
+    """Read ``gallery.json`` defensively: it may come from anywhere. Entries with a file outside the
+    gallery folder, a missing file, a label that is not a small integer or a non-text class name are
+    skipped and counted in ``Gallery.note``; class names are text whatever the JSON held."""
+    meta = json.loads(manifest.read_text())
+    if not isinstance(meta, dict):
+        raise ValueError(f"gallery.json is a JSON {type(meta).__name__}, not an object")
+    raw_classes = meta.get("classes") or []
+    if not isinstance(raw_classes, list):
+        raise ValueError("gallery.json 'classes' is not a list")
+    classes = [str(c) for c in raw_classes[:100_000] if isinstance(c, (str, int, float)) and not isinstance(c, bool)]
+    entries = meta.get("images") or []
+    if not isinstance(entries, list):
+        raise ValueError("gallery.json 'images' is not a list")
+    items, skipped, real_root = [], 0, root.resolve()
+    for entry in entries[:MAX_GALLERY_IMAGES]:
+        try:
+            file_name, label = entry["file"], entry["label"]
+            if not isinstance(file_name, str) or isinstance(label, bool) or not isinstance(label, int):
+                raise TypeError
+            if not 0 <= label < 100_000:
+                raise ValueError
+            path = (root / file_name).resolve()
+            if real_root not in path.parents or not path.is_file():
+                raise ValueError
+            name = entry.get("class_name")
+            if name is None:
+                name = classes[label] if label < len(classes) else str(label)
+            if isinstance(name, bool) or not isinstance(name, (str, int, float)):
+                raise TypeError
+            items.append(GalleryItem(Path(file_name).stem, label, str(name), path.read_bytes()))
+        except (KeyError, TypeError, ValueError, OSError):
+            skipped += 1
+    skipped += max(0, len(entries) - MAX_GALLERY_IMAGES)
+    note = f"{skipped} gallery.json entr{'y' if skipped == 1 else 'ies'} skipped (bad or missing file, label or " \
+           f"class name)" if skipped else ""
+    return Gallery(items, classes, str(root), note=note)
 
 
 def _decode(data: bytes) -> Image.Image:

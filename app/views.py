@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import config
+from app.text import html_text, md, plotly_text
 
 __all__ = ["Context", "DisplaySettings", "draw_image_card", "draw_pair_summary", "draw_tabs", "inject_css"]
 
@@ -131,7 +132,7 @@ def _prediction_line(expl, key: str, target: int | None) -> str:
     (top,), (p_top,) = expl.top_classes(key, 1)
     top = int(top)
     mark = "" if target is None else (" — correct" if top == target else " — wrong")
-    return f"API-Net predicts {_class_name(expl, top)} ({p_top:.0%}){mark}"
+    return f"API-Net predicts {md(_class_name(expl, top))} ({p_top:.0%}){mark}"
 
 
 def draw_image_card(ctx: Context, tag: str) -> None:
@@ -139,12 +140,13 @@ def draw_image_card(ctx: Context, tag: str) -> None:
     expl = ctx.expl
     chosen, image, which = (ctx.image_a, expl.image1, "1") if tag == "A" else (ctx.image_b, expl.image2, "2")
     st.markdown(f'<span class="apinet-tag apinet-{tag.lower()}">{tag}</span> '
-                f'**{chosen.class_name or "your image (no label)"}**', unsafe_allow_html=True)
+                f'**{md(chosen.class_name) if chosen.class_name else "your image (no label)"}**',
+                unsafe_allow_html=True)
     st.image(image, width="stretch")
     st.caption(_prediction_line(expl, f"{which}_test", chosen.label) + " · model input after preprocessing")
     unusual = expl.unusual[0 if tag == "A" else 1]
     if unusual:
-        st.warning(unusual, icon=":material/help:")
+        st.warning(md(unusual), icon=":material/help:")
 
 
 def _signed(value: float) -> str:
@@ -155,7 +157,7 @@ def draw_pair_summary(ctx: Context) -> None:
     expl = ctx.expl
     t1, t2 = expl.targets
     kind = "**intra** pair (same class)" if t1 == t2 else "**inter** pair (different classes)"
-    st.markdown(f"An {kind}: A → **{_class_name(expl, t1)}**, B → **{_class_name(expl, t2)}**.")
+    st.markdown(f"An {kind}: A → **{md(_class_name(expl, t1))}**, B → **{md(_class_name(expl, t2))}**.")
     m1, m2 = st.columns(2)
     m1.metric("A: p_self − p_other", _signed(expl.p_self1 - expl.p_other1), border=True,
               help="Score of A's target class with its own gate minus with B's gate. The ranking loss "
@@ -165,8 +167,8 @@ def draw_pair_summary(ctx: Context) -> None:
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
         else "API-Net's predictions (uploads have no label)"
     st.caption(f"Targets: {how}. Ranking-loss terms {expl.rank_term1:.3f} (A), {expl.rank_term2:.3f} (B). "
-               f"API-Net `{ctx.apinet.label}` ({ctx.apinet.backbone})"
-               + (f" vs baseline `{ctx.baseline.label}`." if ctx.baseline else "; no baseline."))
+               f"API-Net {md(ctx.apinet.label)} ({md(ctx.apinet.backbone)})"
+               + (f" vs baseline {md(ctx.baseline.label)}." if ctx.baseline else "; no baseline."))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,13 +410,14 @@ def _attention_section(ctx: Context, view: str, **select: Any) -> None:
             with col:
                 source = getattr(e, view).get(panel.key) if view in ("ltpa", "cams") else None
                 title = getattr(source, "label", None) or panel.title.replace("\n", " ")
-                st.markdown(f'<div class="apinet-maphead">{title}</div>', unsafe_allow_html=True)
+                st.markdown(f'<div class="apinet-maphead">{html_text(title)}</div>', unsafe_allow_html=True)
                 a, b = st.columns(2)
                 a.image(panel.overlay1, caption="A", width="stretch")
                 b.image(panel.overlay2, caption="B", width="stretch")
                 note = f"{panel.units} · {_range_text(panel)}"
                 if source is not None and hasattr(source, "target1"):
-                    note += f" · targets A → {_class_name(e, source.target1)}, B → {_class_name(e, source.target2)}"
+                    note += (f" · targets A → {md(_class_name(e, source.target1))}, "
+                             f"B → {md(_class_name(e, source.target2))}")
                 if view == "ltpa" and source is not None:
                     note += " · " + _ltpa_numbers(source)
                 st.caption(note)
@@ -501,7 +504,7 @@ def _top5_figure(expl, probs_by_model: dict[str, np.ndarray], tops_by_model: dic
         for c in top:
             if int(c) not in union:
                 union.append(int(c))
-    labels = [_class_name(expl, c) + (" ★" if c == target else "") for c in union]
+    labels = [plotly_text(_class_name(expl, c)) + (" ★" if c == target else "") for c in union]
     for name, probs in probs_by.items():
         fig.add_trace(go.Bar(y=labels, x=[probs[c] for c in union], name=name, orientation="h",
                              marker_color=colours.get(name, "#888"),

@@ -201,6 +201,37 @@ def test_pil_source_is_not_modified_and_result_is_new():
     assert load_image(rgb) is not rgb
 
 
+def test_shared_lazily_opened_images_are_safe_across_threads():
+    """5 threads decode the same 8 lazily opened images at once (as the app's worker threads do with
+    gallery images), 20 rounds of fresh images: every result equals a single-threaded decode and
+    nothing raises. Without a per-image lock this gave ~40 corrupt or failed decodes in 800 calls."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    datas = [encode(noise(160, seed=i), "JPEG" if i % 2 else "PNG") for i in range(8)]
+    expected = [np.asarray(load_image(data)) for data in datas]
+    problems: list[str] = []
+    for _ in range(20):
+        shared = [Image.open(io.BytesIO(data)) for data in datas]
+        barrier = threading.Barrier(5)
+
+        def work(thread: int) -> None:
+            barrier.wait()
+            for j in range(8):
+                i = (j + thread) % 8
+                try:
+                    if i % 4 == 0:  # the cache key path reads the same shared image
+                        image_sha256(shared[i])
+                    if not np.array_equal(np.asarray(load_image(shared[i])), expected[i]):
+                        problems.append(f"image {i}: wrong pixels")
+                except Exception as error:  # noqa: BLE001 - any failure is what this test counts
+                    problems.append(f"image {i}: {error}")
+
+        with ThreadPoolExecutor(5) as pool:
+            list(pool.map(work, range(5)))
+    assert problems == []
+
+
 def test_image_sha256(tmp_path):
     data = encode(noise(8), "PNG")
     path = _write(tmp_path, "a.png", data)

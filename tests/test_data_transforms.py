@@ -127,3 +127,32 @@ def test_paper_preset_and_flag_choose_the_resize_mode():
     assert build_config({"preset": "paper"})["resize_mode"] == "square"
     assert build_config({"preset": "demo"})["resize_mode"] == "shorter"
     assert build_config({"preset": "paper", "resize_mode": "shorter"})["resize_mode"] == "shorter"
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"input_size": 224, "resize": 100_000}, "resize 100000 exceeds the limit of 2048 px"),
+    ({"input_size": 100_000}, "input_size 100000 exceeds the limit of 1024 px"),
+    ({"input_size": [224]}, "invalid preprocess spec {'input_size': [224]}: int() argument must be"),
+    ({"input_size": 224, "mean": ["nan", 0, 0]}, "mean values must be finite numbers, got (nan, 0.0, 0.0)"),
+    ("224", "invalid preprocess spec '224': not an object"),
+])
+def test_untrusted_card_preprocessing_is_bounded(spec, message):
+    with pytest.raises(ValueError) as caught:
+        Preprocess.from_card({"preprocess": spec})
+    assert str(caught.value).startswith(message)
+
+
+def test_extreme_aspect_ratio_is_refused_before_any_resize():
+    """8 x 400000 px is within the decoder's 64 MP cap, but resizing its short side to 64 would make a
+    64 x 3200000 image (205 MP) before the 64 px crop: refused at once, with the numbers."""
+    import time
+
+    tall = Image.new("RGB", (8, 400_000))
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as caught:
+        Preprocess(64)(tall)
+    assert time.perf_counter() - start < 0.5
+    assert str(caught.value) == ("image 8x400000 (aspect ratio 50000:1) would be resized to 64x3200000 = 205 MP "
+                                 "before the 64 px centre crop (limit 32 MP); crop it closer to the subject")
+    wide = Preprocess(64)(Image.new("RGB", (64 * 100, 64)))  # 100:1 is fine: 0.4 MP before the crop
+    assert wide.shape == (3, 64, 64)

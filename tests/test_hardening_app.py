@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from app.text import md
 from tests.test_hardening_images import bad_images, encode
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,8 @@ def test_bomb_truncated_and_empty_uploads_are_refused_and_the_app_keeps_serving(
         _ok(at)
         messages = [e.value for e in at.error]
         assert len(messages) == 1, messages
-        assert messages[0].startswith(f"Upload refused — {name}: ") and reason in messages[0], messages[0]
+        # file name and reason escaped for Markdown (app.text.md), so they render literally
+        assert messages[0].startswith(f"Upload refused — {md(name)}\\: ") and md(reason) in messages[0], messages[0]
         assert "\n" not in messages[0] and "Traceback" not in messages[0]
         assert at.session_state.a == a_before  # the refused image replaced nothing
         at.run()  # the next run (any widget interaction) still renders every view
@@ -191,7 +193,10 @@ def test_hundred_explanations_leave_no_hooks_and_memory_levels_off(env):
     plus the tensors behind it would add > 10 MB over 50 calls, and a hook left per call would keep
     its activations too; 8 MB leaves room for allocator noise and still catches that. (Fresh threads
     per batch instead of a pool grow RSS by ~10 MB per 40 calls for a while, through new arenas:
-    allocator behaviour, not a leak, so the test keeps its threads.)
+    allocator behaviour, not a leak, so the test keeps its threads.) Late in a full suite run, with a
+    1.5 GB process behind it, one batch of 50 once grew by 9 MB: allocator noise happens to one batch,
+    a leak grows every batch, so two batches of 50 are judged and the smaller growth must stay
+    under 8 MB (a leak of > 10 MB per 50 calls fails both).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -202,7 +207,7 @@ def test_hundred_explanations_leave_no_hooks_and_memory_levels_off(env):
     baseline = resources.load_checkpoint(bckpt.path, bckpt.sha256).model
     images = [Image.open(io.BytesIO(item.data)) for item in gallery.items]
     n = len(images)
-    pairs = [(images[i % n], images[(i * 7 + 3) % n]) for i in range(100)]
+    pairs = [(images[i % n], images[(i * 7 + 3) % n]) for i in range(150)]
 
     def explain(pair) -> None:
         expl = explain_pair(loaded.model, pair[0], pair[1], baseline, k=4,
@@ -215,12 +220,14 @@ def test_hundred_explanations_leave_no_hooks_and_memory_levels_off(env):
         list(pool.map(explain, pairs[:50]))
         rss50 = _rss_mb()
         assert _hooks(loaded.model) == 0 and _hooks(baseline) == 0
-        list(pool.map(explain, pairs[50:]))
+        list(pool.map(explain, pairs[50:100]))
         rss100 = _rss_mb()
+        list(pool.map(explain, pairs[100:]))
+        rss150 = _rss_mb()
     assert _hooks(loaded.model) == 0 and _hooks(baseline) == 0
     assert not loaded.model.training and not baseline.training  # eval mode restored for the next user
     assert all(p.grad is None for p in loaded.model.parameters())  # no gradients pinned on shared weights
-    growth_first, growth_last = rss50 - rss0, rss100 - rss50
+    growth_first, growth_second, growth_third = rss50 - rss0, rss100 - rss50, rss150 - rss100
     print(f"RSS MB: start {rss0:.1f}, after 50 {rss50:.1f} (+{growth_first:.1f}), after 100 {rss100:.1f} "
-          f"(+{growth_last:.1f})")
-    assert growth_last < 8.0, (rss0, rss50, rss100)
+          f"(+{growth_second:.1f}), after 150 {rss150:.1f} (+{growth_third:.1f})")
+    assert min(growth_second, growth_third) < 8.0, (rss0, rss50, rss100, rss150)

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -87,14 +88,17 @@ def load_image(
             label, "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; refusing to decode truncated images"
         )
     if isinstance(source, Image.Image):
-        image = source
-        _check_pixel_count(image, label, max_pixels)
-        _full_decode(image, label, max_pixels)
-    else:
-        image = _open_encoded(_read_bytes(source, label), label, max_pixels)
-    rgb = _to_rgb(_apply_exif_orientation(image), label)
-    # Callers may mutate the result; never hand back the caller's own object.
-    return rgb.copy() if rgb is source else rgb
+        # A lazily opened image decodes from one shared file pointer on first use; two threads
+        # decoding (or reading EXIF) at once interleave their seeks and reads and get corrupt data.
+        # The caller's image is only touched under its own lock.
+        with _lock_for(source):
+            _check_pixel_count(source, label, max_pixels)
+            _full_decode(source, label, max_pixels)
+            rgb = _to_rgb(_apply_exif_orientation(source), label)
+            # Callers may mutate the result; never hand back the caller's own object.
+            return rgb.copy() if rgb is source else rgb
+    image = _open_encoded(_read_bytes(source, label), label, max_pixels)
+    return _to_rgb(_apply_exif_orientation(image), label)
 
 
 def image_sha256(source: ImageSource) -> str:
@@ -106,8 +110,9 @@ def image_sha256(source: ImageSource) -> str:
     """
     digest = hashlib.sha256()
     if isinstance(source, Image.Image):
-        digest.update(f"{source.mode}:{source.width}x{source.height}:".encode())
-        digest.update(source.tobytes())
+        with _lock_for(source):  # tobytes() decodes a lazily opened image: same race as load_image
+            digest.update(f"{source.mode}:{source.width}x{source.height}:".encode())
+            digest.update(source.tobytes())
     elif isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(source)
     elif isinstance(source, (str, os.PathLike)):
@@ -121,6 +126,29 @@ def image_sha256(source: ImageSource) -> str:
         if start is not None:
             source.seek(start)
     return digest.hexdigest()
+
+
+# Guards the creation of per-image locks (PIL images are unhashable, so the lock lives on the image).
+_LOCKS_GUARD = threading.Lock()
+_LOCK_ATTRIBUTE = "_apinet_decode_lock"
+
+
+def _lock_for(image: Image.Image) -> threading.RLock:
+    """The lock serialising this module's use of ``image`` across threads (created on first use)."""
+    lock = getattr(image, _LOCK_ATTRIBUTE, None)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = getattr(image, _LOCK_ATTRIBUTE, None)
+            if lock is None:
+                lock = threading.RLock()
+                try:
+                    setattr(image, _LOCK_ATTRIBUTE, lock)
+                except AttributeError:  # an Image subclass with __slots__: fall back to one lock for all
+                    return _SHARED_FALLBACK_LOCK
+    return lock
+
+
+_SHARED_FALLBACK_LOCK = threading.RLock()
 
 
 def _one_line(text: str) -> str:

@@ -12,6 +12,7 @@ the mode existed load as ``"shorter"``, which is what they were trained with.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -39,6 +40,14 @@ CARDLESS_INPUT_SIZE = 224
 CARDLESS_RESIZE = 256
 #: ``"square"``: resize to resize x resize (the official API-Net code); ``"shorter"``: shorter side to resize.
 RESIZE_MODES = ("square", "shorter")
+#: Largest network input side and resize a Preprocess accepts (a model card may come from anywhere:
+#: resize 100000 would ask for a 10-gigapixel image before the crop). The paper uses 448 / 512.
+MAX_INPUT_SIZE = 1024
+MAX_RESIZE = 2048
+#: Largest intermediate image (after the shorter-side resize, before the centre crop). An image
+#: within the decoder's pixel cap but of extreme aspect ratio (8 x 400000) would otherwise be resized
+#: to billions of pixels; ``Preprocess`` refuses it with a message instead.
+MAX_RESIZED_PIXELS = 32_000_000
 
 
 def build_transforms(
@@ -138,7 +147,24 @@ class Preprocess:
             raise ValueError(
                 f"Preprocess expects an RGB image (use apinet.data.load_image), got mode {image.mode}"
             )
+        self.check_size(*image.size)
         return self.transform(train=False)(image)
+
+    def check_size(self, width: int, height: int) -> None:
+        """Refuse (``ValueError``, one line) an image whose resize before the crop would exceed
+        :data:`MAX_RESIZED_PIXELS`, i.e. one of extreme aspect ratio."""
+        short, long = min(width, height), max(width, height)
+        if short < 1:
+            raise ValueError(f"image {width}x{height} has no pixels")
+        if self.resize_mode == "square":
+            return  # squashed to resize x resize, whatever its aspect ratio
+        long_resized = self.resize * long // short
+        if self.resize * long_resized > MAX_RESIZED_PIXELS:
+            raise ValueError(
+                f"image {width}x{height} (aspect ratio {long / short:.0f}:1) would be resized to "
+                f"{self.resize}x{long_resized} = {self.resize * long_resized / 1e6:.0f} MP before the "
+                f"{self.input_size} px centre crop (limit {MAX_RESIZED_PIXELS / 1e6:g} MP); crop it closer to the subject"
+            )
 
     def denormalize(self, tensor: torch.Tensor) -> torch.Tensor:
         return denormalize(tensor, self.mean, self.std)
@@ -161,6 +187,8 @@ class Preprocess:
         the explanation code.
         """
         if card and card.get("preprocess"):
+            if not isinstance(card["preprocess"], Mapping):
+                raise ValueError(f"invalid preprocess spec {str(card['preprocess'])[:80]!r}: not an object")
             return cls.from_dict(card["preprocess"])
         warnings.warn(
             "the model card records no preprocessing; using resize 256, centre crop 224, ImageNet mean/std "
@@ -176,20 +204,27 @@ class Preprocess:
                 f"invalid preprocess spec {dict(data)!r}: needs 'input_size' and optionally "
                 f"'resize', 'mean', 'std', 'resize_mode'" + (f"; unknown keys {sorted(unknown)}" if unknown else "")
             )
-        return cls(
-            input_size=int(data["input_size"]),
-            resize=None if data.get("resize") is None else int(data["resize"]),
-            mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
-            std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
-            # cards written before the field existed were trained with the shorter-side resize
-            resize_mode=str(data.get("resize_mode", "shorter")),
-        )
+        try:
+            return cls(
+                input_size=int(data["input_size"]),
+                resize=None if data.get("resize") is None else int(data["resize"]),
+                mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+                std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+                # cards written before the field existed were trained with the shorter-side resize
+                resize_mode=str(data.get("resize_mode", "shorter")),
+            )
+        except (TypeError, OverflowError) as error:  # a card's numbers of the wrong type: one line too
+            raise ValueError(f"invalid preprocess spec {dict(data)!r}: {error}") from None
 
 
 def _resolve_resize(input_size: int, resize: int | None) -> int:
     if input_size < 1:
         raise ValueError(f"input_size must be positive, got {input_size}")
+    if input_size > MAX_INPUT_SIZE:
+        raise ValueError(f"input_size {input_size} exceeds the limit of {MAX_INPUT_SIZE} px")
     resize = input_size if resize is None else int(resize)
+    if resize > MAX_RESIZE:
+        raise ValueError(f"resize {resize} exceeds the limit of {MAX_RESIZE} px")
     if resize < input_size:
         raise ValueError(f"resize ({resize}) must be >= input_size ({input_size}): the crop would not fit")
     return resize
@@ -202,6 +237,8 @@ def _check_mode(mode: str) -> None:
 
 def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
     values = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{what} values must be finite numbers, got {values}")
     if len(values) != 3:
         raise ValueError(f"{what} needs 3 values (RGB), got {values}")
     return values  # type: ignore[return-value]

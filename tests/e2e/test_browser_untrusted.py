@@ -1,0 +1,122 @@
+"""Hostile class names (a model card's and a gallery.json's) in the real app in Debian Chromium:
+shown as literal text, never turned into <img>, <iframe>, links or math, and no request leaves for
+the addresses they name. Skipped only when no ``chromium`` is on PATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WIDE, _free_port, _no_exception
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def hostile_url(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
+    from tests.test_untrusted_text import make_hostile_assets
+
+    assets = make_hostile_assets(tmp_path_factory.mktemp("hostile-assets"))
+    port = _free_port()
+    env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
+           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + log.read()[-3000:])
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _wait_idle(page, timeout: float) -> None:
+    """Until a finished run is painted: the ready marker exists and no run is in progress (read in one
+    page.evaluate, so an element replaced between two calls cannot stall it)."""
+    deadline = time.monotonic() + timeout
+    state = """() => {
+        const marker = document.querySelector('.apinet-ready');
+        const running = document.querySelector('[data-testid="stStatusWidget"]') !== null;
+        return marker && !running ? Number(marker.getAttribute('data-run')) : -1;
+    }"""
+    while time.monotonic() < deadline:
+        run = page.evaluate(state)
+        if run >= 1:
+            page.wait_for_timeout(500)
+            if page.evaluate(state) == run:
+                return
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the app did not finish a run within {timeout}s")
+
+
+def test_hostile_names_render_as_literal_text_in_chromium(hostile_url):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_untrusted_text import HOSTILE
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=WIDE)
+            requests: list[str] = []
+            dialogs: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto(hostile_url)
+            _wait_idle(page, timeout=300)
+            _no_exception(page)
+            page.get_by_text("Browse the gallery by class").first.click()  # thumbnails captioned by class
+            page.wait_for_timeout(1000)
+            _wait_idle(page, timeout=120)
+            found = page.evaluate("""() => {
+                const main = document.querySelector('[data-testid="stAppViewContainer"]') || document.body;
+                const text = main.textContent;
+                return {
+                    text,
+                    imgs: [...document.querySelectorAll('img')].map(i => i.getAttribute('src') || ''),
+                    iframes: document.querySelectorAll('iframe').length,
+                    links: [...document.querySelectorAll('a')].map(a => a.getAttribute('href') || ''),
+                    mathText: [...document.querySelectorAll('.katex')].map(k => k.textContent).join(' | '),
+                    strong: [...document.querySelectorAll('strong')].map(s => s.textContent),
+                };
+            }""")
+        finally:
+            browser.close()
+    text = found["text"].replace("\u2060", "")  # app.text.md's invisible word joiner in bare URLs
+    for name in HOSTILE:  # every hostile name appears as the literal characters somewhere on the page
+        assert name in text, name
+    assert found["iframes"] == 0
+    assert not [src for src in found["imgs"] if src == "x" or "evil" in src], found["imgs"]
+    assert not [href for href in found["links"] if "evil" in href], found["links"]
+    assert "q99" not in found["mathText"].replace(" ", "")  # $q^{99}$ was not typeset as math
+    assert "bold" not in found["strong"]  # **bold** inside a name is not bold
+    assert not [url for url in requests if "evil.example" in url or url.endswith("/x")], requests
+    assert dialogs == []
