@@ -86,12 +86,13 @@ def test_ltpa_maps_of_a_trained_model_on_a_real_image_spread_over_many_cells():
     model, card, _, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)
     pre = preprocess_from_card(card)
     data = build_dataset("synthbirds", "val", image_size=pre.resize)
+    before, last = list(model.trunk.stage_channels)[-2:]  # the demo: stage3, stage4 (14 x 14 = 196 cells)
     supports: dict[str, list[float]] = {}
     raw_supports = []
     for i in (0, 21, 42, 63):
         e = explain_pair(model, data.sample(i).image, data.sample(i + 1).image, preprocess=pre, cam_methods=(),
-                         ltpa_stages=("layer3", "layer4"))
-        for key in ("apinet/pooled/layer4", "apinet/gated/layer4", "apinet/pooled/layer3"):
+                         ltpa_stages=(before, last))
+        for key in (f"apinet/pooled/{last}", f"apinet/gated/{last}", f"apinet/pooled/{before}"):
             att = e.ltpa[key]
             supports.setdefault(key.rsplit("/", 1)[1], []).extend(att.effective_support())
             for c, m in ((att.compatibility1, att.map1), (att.compatibility2, att.map2)):
@@ -99,9 +100,11 @@ def test_ltpa_maps_of_a_trained_model_on_a_real_image_spread_over_many_cells():
                 assert np.argmax(m) == np.argmax(raw)  # same ranking of positions, only the spread differs
                 raw = raw[raw > 0]
                 raw_supports.append(float(np.exp(-(raw * np.log(raw)).sum())))
+    cells = e.ltpa[f"apinet/pooled/{last}"].map1.size
     assert max(raw_supports) < 1.5  # one-hot: what the issue found
-    assert min(supports["layer4"]) > 8.0 and float(np.median(supports["layer4"])) > 15.0  # of 64 cells
-    assert min(supports["layer3"]) > 2.0 and float(np.median(supports["layer3"])) > 4.0
+    # measured on the demo: 71-81 of 196 cells at the last stage, 86-107 at the one before
+    assert min(supports[last]) > 0.25 * cells and float(np.median(supports[last])) > 0.35 * cells
+    assert min(supports[before]) > 0.25 * cells
 
 
 def test_topk_indices_are_argsort_of_gates(expl, models, pair):
