@@ -466,7 +466,7 @@ def import_official(
     from .model import APINet
 
     path = Path(checkpoint)
-    _check_out(out)
+    _check_out(out, path, class_names)
     obj = read_torch_file(path)
     meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "state_dict" in obj:
@@ -529,7 +529,7 @@ def import_classifier(
     if fmt not in FORMATS:
         raise ImportProblem(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = Path(checkpoint)
-    _check_out(out)
+    _check_out(out, path, class_names)
     if resize is None:
         resize = round(input_size / 0.875)
     try:
@@ -561,9 +561,13 @@ def import_classifier(
     )
 
 
-def _check_out(out: str | Path) -> None:
+def _check_out(out: str | Path, source: Path, class_names: str | Path | None) -> None:
+    """Before anything is read: ``--out`` names a checkpoint, and neither it nor its card is an input."""
+    from ._io import checkpoint_files, refuse_overwriting_inputs
+
     if Path(out).suffix != ".safetensors":
         raise ImportProblem(f"--out must end in .safetensors, got {Path(out).name}")
+    refuse_overwriting_inputs({"--out": checkpoint_files(out)}, {"CHECKPOINT": source, "--class-names": class_names})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -127,6 +127,30 @@ def test_evaluate_refuses_outputs_onto_its_checkpoint(files, capsys, argv_tail, 
     assert load_card(files / "m.safetensors")["weights_dtype"] == "as trained"  # not re-exported as float16
 
 
+@pytest.mark.parametrize("command,out,class_names,message", [
+    ("import-classifier", "r18.safetensors", None,
+     "--out {root}/r18.safetensors is the input file {root}/r18.safetensors (CHECKPOINT)"),
+    ("import-classifier", "names.safetensors", "names.json",
+     "--out {root}/names.json is the input file {root}/names.json (--class-names)"),
+    ("import-official", "r18.safetensors", None,
+     "--out {root}/r18.safetensors is the input file {root}/r18.safetensors (CHECKPOINT)"),
+])
+def test_imports_refuse_outputs_onto_their_inputs(tmp_path, capsys, command, out, class_names, message):
+    from safetensors.torch import save_file
+    import torchvision
+
+    save_file(torchvision.models.resnet18(num_classes=3).state_dict(), str(tmp_path / "r18.safetensors"))
+    (tmp_path / "names.json").write_text("a\nb\nc\n")
+    before = _snapshot(tmp_path)
+    argv = [command, str(tmp_path / "r18.safetensors"), "--out", str(tmp_path / out)]
+    if class_names:
+        argv += ["--class-names", str(tmp_path / class_names)]
+    line = _refused(argv, capsys)
+    assert line == "error: " + message.format(root=tmp_path) + (
+        "; refusing to overwrite an input, choose another output name")
+    assert _snapshot(tmp_path) == before
+
+
 def test_evaluate_refuses_output_inside_the_dataset_folder(files, tmp_path, capsys):
     data = tmp_path / "CUB"
     data.mkdir()
