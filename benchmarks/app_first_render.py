@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WIDE, _free_port, wait_ready  # noqa: E402
+from tests.e2e.server import streamlit_app  # noqa: E402
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WIDE, wait_ready  # noqa: E402
 
 
 def main() -> None:
@@ -32,22 +31,8 @@ def main() -> None:
         raise SystemExit("no `chromium` on PATH (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() - start > 120:
-                    raise SystemExit("streamlit did not start")
-                time.sleep(0.2)
+    with streamlit_app(os.environ.copy(), timeout=120) as url:
         healthy = time.monotonic() - start
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -65,10 +50,6 @@ def main() -> None:
                 wait_ready(dark, timeout=180)
                 dark.screenshot(path=str(args.screenshots / "first_dark.png"), full_page=True)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
 
 if __name__ == "__main__":
     main()

@@ -12,14 +12,13 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.server import streamlit_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,12 +31,6 @@ WIDE = {"width": 1400, "height": 1000}
 NARROW = {"width": 430, "height": 900}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     if CHROMIUM is None:
@@ -46,35 +39,14 @@ def app_url(tmp_path_factory):
     from tests.app_checkpoints import make_app_assets
 
     assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    port = _free_port()
     env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
            "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
         try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + log.read()[-3000:])
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+            with streamlit_app(env, log) as url:
+                yield url
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,61 @@
+"""Refresh docs/screenshots/: the app on the shipped demo, as a visitor sees it in Chromium.
+
+    python scripts/screenshots.py [--out docs/screenshots] [--theme light|dark]
+
+Starts the app on the demo checkpoints and gallery, waits for each run to finish, and saves the first
+screen (`app_overview.png`), the walk-through, the gates, top-k channels, LTPA and Grad-CAM tabs
+(`app_<tab>.png`, the tab's panel) and the first screen at phone width (`app_narrow.png`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.e2e.server import streamlit_app  # noqa: E402
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, NARROW, WIDE, wait_ready  # noqa: E402
+
+TABS = {"walkthrough": "Walk-through", "gates": "Mutual & gates", "channels": "Top-k channels",
+        "ltpa": "LTPA attention", "gradcam": "Grad-CAM"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    p.add_argument("--theme", choices=("light", "dark"), default="light")
+    args = p.parse_args()
+    if CHROMIUM is None:
+        raise SystemExit("no `chromium` on PATH (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.theme == "light" else "_dark"
+    with streamlit_app(os.environ.copy(), timeout=120) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=WIDE, color_scheme=args.theme)
+        page.goto(url)
+        wait_ready(page, timeout=180)
+        page.screenshot(path=str(args.out / f"app_overview{suffix}.png"))
+        for name, label in TABS.items():
+            page.get_by_role("tab", name=label).click()
+            panel = page.locator('[role="tabpanel"]:visible').first
+            # images load lazily: scroll through the panel so every one is fetched and painted
+            for fraction in (0.25, 0.5, 0.75, 1.0, 0.0):
+                page.evaluate(f"window.scrollTo(0, document.body.scrollHeight * {fraction})")
+                page.mouse.wheel(0, 0)
+                page.wait_for_timeout(600)
+            panel.screenshot(path=str(args.out / f"app_{name}{suffix}.png"))
+        narrow = browser.new_page(viewport=NARROW, color_scheme=args.theme)
+        narrow.goto(url)
+        wait_ready(narrow, timeout=180)
+        narrow.screenshot(path=str(args.out / f"app_narrow{suffix}.png"))
+        browser.close()
+    print(f"wrote {len(TABS) + 2} screenshots to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

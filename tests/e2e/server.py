@@ -1,0 +1,56 @@
+"""Start and stop ``streamlit run streamlit_app.py`` on a free loopback port (browser tests, the
+first-render benchmark and the screenshot script share it)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_app(env: dict[str, str], log: IO[str] | None = None, *, timeout: float = 60) -> Iterator[str]:
+    """Yield the URL of a running app (health check passed); raise ``RuntimeError`` with the end of
+    its log when it does not come up within ``timeout`` seconds. The server is stopped on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log if log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = ""
+                if log is not None:
+                    log.seek(0)
+                    tail = log.read()[-3000:]
+                raise RuntimeError("streamlit did not start:\n" + tail)
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
