@@ -40,6 +40,7 @@ def main() -> None:
         page.goto(url)
         wait_ready(page, timeout=180)
         page.screenshot(path=str(args.out / f"app_overview{suffix}.png"))
+        page.set_viewport_size({"width": WIDE["width"], "height": 3000})  # lazy images paint only in view
         for name, label in TABS.items():
             page.get_by_role("tab", name=label).click()
             panel = page.locator('[role="tabpanel"]:visible').first
