@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -169,3 +171,12 @@ def refuse_overwriting_inputs(
         for other_flag, other in outs[i + 1:]:
             if _same(out, other):
                 raise OutputPathError(f"{flag} and {other_flag} name the same file {out}")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

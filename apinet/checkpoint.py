@@ -11,7 +11,6 @@ architecture the card describes before loading; nothing is ever unpickled.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
 import struct
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._io import atomic_write
+from ._io import atomic_write, file_sha256
 from .model import build_model
 
 __all__ = ["CARD_FORMAT", "EXTRA_PREFIX", "CheckpointError", "card_path", "load_card", "load_model", "save_checkpoint"]
@@ -48,13 +47,6 @@ def _weights_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_suffix(".safetensors") if path.suffix == ".json" else path
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -98,7 +90,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dtype: torch.dtype | 
         "config": config,
         **card,
         "weights_file": weights.name,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": file_sha256(weights),
         "weights_dtype": str(dtype or "as trained").replace("torch.", ""),
         "versions": {**_versions(), **card.get("versions", {})},
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -183,7 +175,7 @@ def load_model(
     _check_safetensors_header(weights)
     card = load_card(weights)
     if verify:
-        actual = _sha256(weights)
+        actual = file_sha256(weights)
         if actual != card["weights_sha256"]:
             raise CheckpointError(
                 f"{weights}: SHA-256 {actual[:12]}... does not match the model card's "

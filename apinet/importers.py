@@ -20,7 +20,6 @@ Adding a format (e.g. a timm EfficientNet-Lite trunk once the backbone exists) i
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 import zipfile
@@ -31,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from ._io import file_sha256
 
 __all__ = [
     "FORMATS",
@@ -72,13 +73,6 @@ class ImportProblem(ValueError):
 # Reading files
 # --------------------------------------------------------------------------------------------------
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -494,7 +488,7 @@ def import_official(
         "kind": "official API-Net checkpoint",
         "code": OFFICIAL_REPO,
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         **{k: v for k, v in meta.items() if v is not None},
     }
     return save_checkpoint(
@@ -554,7 +548,7 @@ def import_classifier(
     preprocess = Preprocess(input_size, resize, resize_mode=resize_mode, mean=spec.mean, std=spec.std).to_dict()
     model = Baseline(backbone, outputs, dropout=0.0)
     _load_into(path, model, mapping, state, f"a {backbone} classifier")
-    source = {"kind": f"{fmt} {backbone} classifier", "file": path.name, "sha256": _sha256(path)}
+    source = {"kind": f"{fmt} {backbone} classifier", "file": path.name, "sha256": file_sha256(path)}
     return save_checkpoint(
         model, out, class_names=names, preprocess=preprocess, source=source,
         notes="Imported with `python -m apinet import-classifier`.",

@@ -4,13 +4,14 @@ first-render benchmark and the screenshot script share it)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,3 +55,18 @@ def streamlit_app(env: dict[str, str], log: IO[str] | None = None, *, timeout: f
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def serve_assets(tmp_path_factory, assets: Mapping[str, Path]) -> Iterator[str]:
+    """For a pytest fixture: the app on ``assets`` (checkpoints / runs / gallery folders), its log in
+    a temporary folder; a server that does not start fails the test with the end of its log."""
+    import pytest
+
+    env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
+           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
+    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
+        try:
+            with streamlit_app(env, log) as url:
+                yield url
+        except RuntimeError as exc:
+            pytest.fail(str(exc))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import streamlit_app
+from tests.e2e.server import serve_assets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,14 +39,7 @@ def app_url(tmp_path_factory):
     from tests.app_checkpoints import make_app_assets
 
     assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
-           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
-    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
-        try:
-            with streamlit_app(env, log) as url:
-                yield url
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    yield from serve_assets(tmp_path_factory, assets)
 
 
 @pytest.fixture(scope="module")

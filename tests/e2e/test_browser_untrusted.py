@@ -4,13 +4,12 @@ the addresses they name. Skipped only when no ``chromium`` is on PATH."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import streamlit_app
+from tests.e2e.server import serve_assets
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WIDE, _no_exception
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -25,14 +24,7 @@ def hostile_url(tmp_path_factory):
     from tests.test_untrusted_text import make_hostile_assets
 
     assets = make_hostile_assets(tmp_path_factory.mktemp("hostile-assets"))
-    env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
-           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
-    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
-        try:
-            with streamlit_app(env, log) as url:
-                yield url
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    yield from serve_assets(tmp_path_factory, assets)
 
 
 def _wait_idle(page, timeout: float) -> None:
