@@ -167,7 +167,7 @@ def register(subparsers) -> None:
     p.add_argument("--export", default=None, metavar="PATH",
                    help="also write a copy of the checkpoint (float16 by default) whose card holds these metrics")
     p.add_argument("--export-dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--reference-per-class", type=int, default=20, metavar="N",
+    p.add_argument("--reference-per-class", type=int_range(0, 10_000), default=20, metavar="N",
                    help="with --export: store a reference of N training images per class, so apps can say when "
                         "an image is unlike the training data (0: none)")
     p.set_defaults(func=_run)
