@@ -113,3 +113,30 @@ def test_the_shipped_demo_flags_photographs_and_not_its_gallery():
         pooled = model.pool_features(model.forward_features(x))
     flagged = reference.unusual(pooled)
     assert flagged[:2].all() and not flagged[2:].any(), reference.scores(pooled)
+
+
+def test_evaluate_export_makes_and_stores_the_reference(tmp_path):
+    """`evaluate --export`: bank from the training split, threshold from validation, false alarms
+    measured on the evaluated split, all carried into the exported checkpoint."""
+    from apinet.evaluate import evaluate_checkpoint
+    from apinet.train import export_checkpoint
+
+    torch.manual_seed(0)
+    model = APINet("resnet18", num_classes=20).eval()
+    src = save_checkpoint(model, tmp_path / "m.safetensors", class_names=[str(i) for i in range(20)],
+                          preprocess={"input_size": 32, "resize": 32},
+                          dataset={"spec": "synthbirds", "image_size": 32})
+    result = evaluate_checkpoint(src, split="test", reference_per_class=2)
+    reference = result.extra["reference"]
+    assert reference.bank.shape == (40, 512) and reference.info["calibration_split"] == "val"
+    assert reference.info["test_images"] == 800 and result.to_dict()["reference_false_alarm"] == (
+        reference.info["test_false_alarm"])
+    assert "reference" not in result.to_dict()  # the object goes into the export, not the JSON
+    dst = export_checkpoint(src, tmp_path / "e.safetensors", dtype=torch.float16, reference=reference)
+    _, card = load_model(dst)
+    back = FeatureReference.from_checkpoint(dst, card)
+    assert back.threshold == pytest.approx(reference.threshold) and back.bank.shape == (40, 512)
+    torch.testing.assert_close(back.bank, reference.bank, atol=1e-3, rtol=1e-3)  # stored as float16
+    # a later export without a new reference keeps the one the source carries
+    again = export_checkpoint(dst, tmp_path / "f.safetensors", dtype=torch.float32)
+    assert FeatureReference.from_checkpoint(again, load_model(again)[1]).threshold == pytest.approx(back.threshold)
