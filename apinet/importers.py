@@ -42,7 +42,6 @@ __all__ = [
     "import_official",
     "read_class_names",
     "read_torch_file",
-    "register",
 ]
 
 #: The official test transform: ``Resize((512, 512))`` (a square squash), ``CenterCrop(448)``,
@@ -562,59 +561,3 @@ def _check_out(out: str | Path, source: Path, class_names: str | Path | None) ->
     if Path(out).suffix != ".safetensors":
         raise ImportProblem(f"--out must end in .safetensors, got {Path(out).name}")
     refuse_overwriting_inputs({"--out": checkpoint_files(out)}, {"CHECKPOINT": source, "--class-names": class_names})
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "import-official",
-        help="convert an official API-Net checkpoint (PeiqinZhuang/API-Net .pth.tar) to this project's format",
-        description="Convert a checkpoint of the official API-Net code into a safetensors checkpoint with a "
-        "model card (read with torch.load(weights_only=True): no code in the file runs).",
-    )
-    p.add_argument("checkpoint", help="checkpoint.pth.tar / model_best.pth.tar of the official train.py")
-    p.add_argument("--out", required=True, help="NAME.safetensors (the card NAME.json is written beside it)")
-    p.add_argument("--class-names", help="text file: one class name per line, or CUB's classes.txt")
-    p.add_argument("--num-classes", type=int, help="check that the classifier has this many outputs")
-    p.set_defaults(func=_cli_official)
-
-    q = subparsers.add_parser(
-        "import-classifier",
-        help="convert a torchvision / timm classifier state dict to a baseline checkpoint",
-        description="Convert a plain classifier (torchvision ResNet / DenseNet, timm ResNet) into a baseline "
-        "checkpoint with identical logits (read with torch.load(weights_only=True)).",
-    )
-    q.add_argument("checkpoint", help="a state dict saved with torch.save (.pth / .pt / .pth.tar) or .safetensors")
-    q.add_argument("--out", required=True, help="NAME.safetensors (the card NAME.json is written beside it)")
-    q.add_argument("--format", choices=tuple(FORMATS), default="torchvision", help="key naming (default torchvision)")
-    q.add_argument("--class-names", help="text file: one class name per line, or CUB's classes.txt")
-    q.add_argument("--num-classes", type=int, help="check that the classifier has this many outputs")
-    q.add_argument("--input-size", type=int, default=224, help="crop the model card records (default 224)")
-    q.add_argument("--resize", type=int, help="resize before the crop (default: input size / 0.875, i.e. 256 for 224)")
-    q.add_argument("--resize-mode", choices=("shorter", "square"), default="shorter",
-                   help="resize the shorter side (default) or squash to a square")
-    q.set_defaults(func=_cli_classifier)
-
-
-def _report(written: Path) -> int:
-    from .checkpoint import load_card
-
-    card = load_card(written)
-    print(f"wrote {written} and {written.with_suffix('.json').name}: {card['architecture']} / "
-          f"{card['backbone']} / {card['num_classes']} classes")
-    return 0
-
-
-def _cli_official(args) -> int:
-    return _report(import_official(args.checkpoint, args.out, class_names=args.class_names,
-                                   num_classes=args.num_classes))
-
-
-def _cli_classifier(args) -> int:
-    return _report(import_classifier(
-        args.checkpoint, args.out, fmt=args.format, class_names=args.class_names, num_classes=args.num_classes,
-        input_size=args.input_size, resize=args.resize, resize_mode=args.resize_mode))

@@ -1,24 +1,25 @@
 """``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations, import-official, import-classifier.
 
-Each command lives in its own module, which exposes ``register(subparsers)`` adding its parser
-with ``set_defaults(func=...)``; modules are imported only when present, so the CLI starts fast.
+The command table below names every command's module; each module holds only argument parsing and
+the call into the library (``register(subparsers)`` adds its parser with ``set_defaults(func=...)``).
+The library modules expose functions and dataclasses; problems a user can fix are raised as
+:class:`apinet.errors.UserError` (or ``ValueError`` / ``FileNotFoundError``) and printed here, as one
+line, in one place.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
-__all__ = ["main"]
+from ..errors import UserError
+from . import evaluate, explain, importers, metrics, train
 
-# module providing register(subparsers), in the order shown by --help
-_COMMAND_MODULES = ("apinet.train", "apinet.evaluate", "apinet.explain", "apinet.metrics", "apinet.importers")
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad file): printed as one line, no traceback."""
+#: Command modules in the order ``--help`` lists them.
+COMMANDS = (train, evaluate, explain, metrics, importers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="API-Net Explorer: train, evaluate, explain and import API-Net and a baseline.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subparsers)
+    for module in COMMANDS:
+        module.register(subparsers)
     return parser
 
 
