@@ -8,6 +8,23 @@ from .pairs import BalancedBatchSampler, check_minable, mine_pairs
 
 __version__ = "0.1.0"
 
+#: Names served on first use (``apinet.explain`` imports grad-cam's stack lazily, but keeps ``import apinet`` light).
+_LAZY = {"explain_pair": "apinet.explain", "PairExplanation": "apinet.explain"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'apinet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "APINet",
     "BACKBONES",
@@ -15,6 +32,7 @@ __all__ = [
     "Baseline",
     "CheckpointError",
     "LossTerms",
+    "PairExplanation",
     "PairOutput",
     "PretrainedWeightsNotFound",
     "TrainOutput",
@@ -22,6 +40,7 @@ __all__ = [
     "build_model",
     "build_trunk",
     "check_minable",
+    "explain_pair",
     "load_card",
     "load_model",
     "mine_pairs",
