@@ -7,7 +7,7 @@ from pathlib import Path
 from .._args import float_range, int_range
 from .._io import atomic_write, checkpoint_files, refuse_overwriting_inputs
 from ..errors import UserError
-from ..explain import (CAM_METHODS, DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT,
+from ..explain import (CAM_METHODS, DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, RANKINGS,
                        explain_pair_from_checkpoint)
 
 
@@ -27,7 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", help="also write the explanation's scalars and settings as JSON")
     p.add_argument("--npz", help="also write every array as .npz")
     p.add_argument("--k", type=int_range(1, 64), default=5, help="channels per set, 1 to 64 (default 5)")
-    p.add_argument("--rank-by", choices=("gate", "gate_x_activation"), default="gate")
+    p.add_argument("--rank-by", choices=RANKINGS, default="gate",
+                   help="channel ranking: gate g, gate x activation g*x, or exact contribution W[c](1+g)x "
+                        "to the self logit (default gate)")
     p.add_argument("--methods", default="gradcam,ltpa,channels",
                    help="comma list of CAM methods (%s) plus 'ltpa' and 'channels'" % ", ".join(CAM_METHODS))
     p.add_argument("--view", choices=_VIEWS + ("all",), default="summary",
