@@ -7,14 +7,18 @@ Defaults to the demo checkpoints in assets/checkpoints/; when they are missing i
 ResNet-18 (output stride 16, 20 classes, 128 px) models of the demo's shape and says so.
 
 "Full explanation" = decode + preprocess both images, both trunks, gates, top-k maps of every channel
-set, LTPA maps (parameter-free and trained when present, at the last stage), and the CAMs of every
-target (API-Net test path, API-Net pair path with one backward per image, baseline test path).
+set, LTPA maps (parameter-free and trained when present, at the last stage), the CAMs of every
+target (API-Net test path, API-Net pair path with one backward per image, baseline test path), the
+exact gated maps (``exact_cams``), "why A and not B" (class contrast of both models, Finer-CAM of both
+models: one more backward each), the channel contributions and the unit feature vectors that
+correspondence maps use.
 Every timed call gets a pair it has not seen (SynthBirds test images), so nothing is cached.
 
 * import: ``import pytorch_grad_cam`` (sklearn, scipy, matplotlib come with it), paid once per
   process; the app pays it at start-up.
 * cold: the first explanation in the process after the models are loaded.
 * warm: median of the following ones.
+* correspondence: ``correspondence_map`` for a new click (median of 200).
 * re-render: ``apinet.render.overlay_grid`` for the app's grid (channels of every set at k=5, every
   LTPA map, every CAM, both images), i.e. a change of cmap / alpha / k / scope without a model.
 """
@@ -88,6 +92,15 @@ def main() -> None:
         panels = sum(len(g.panels) for g in grid())
         renders.append(time.perf_counter() - tic)
 
+    from apinet.explain import correspondence_map
+
+    h, w = expl.unit_features1.shape[:2]
+    clicks = []
+    for i in range(200):
+        tic = time.perf_counter()
+        correspondence_map(expl, 1 + i % 2, (i * 7) % h, (i * 3) % w)
+        clicks.append(time.perf_counter() - tic)
+
     cpu = platform.processor() or platform.machine()
     print(f"models: {source}; input {pre.input_size} px; CAM methods {methods}")
     print(f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs visible, "
@@ -97,6 +110,8 @@ def main() -> None:
     print(f"explain_pair warm (median of {args.pairs} new pairs): {warm:.3f} s "
           f"(min {min(times[1:]):.3f}, max {max(times[1:]):.3f})")
     print(f"  last call's parts: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in expl.settings["timings_s"].items()))
+    print(f"correspondence_map click ({h} x {w} cells): median {statistics.median(clicks) * 1000:.2f} ms, "
+          f"max {max(clicks) * 1000:.2f} ms")
     print(f"re-render {panels} panels x 2 images (overlay_grid): median {statistics.median(renders) * 1000:.1f} ms, "
           f"max {max(renders) * 1000:.1f} ms")
 

@@ -169,3 +169,14 @@ def test_import_graph():
             "assert 'apinet.render' not in sys.modules and 'torch' in sys.modules; "
             "import apinet.cli.explain; assert 'apinet.render' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_explanation_pickles_with_its_typed_keys(expl):
+    """The app's st.cache_data pickles every explanation."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(expl))
+    assert set(back.cams) == set(expl.cams) and all(isinstance(k, CamKey) for k in back.cams)
+    assert isinstance(next(iter(back.channels)), ChannelSet)
+    np.testing.assert_array_equal(back.cams["apinet/pair/gradcam"].map1, expl.cams["apinet/pair/gradcam"].map1)
+    np.testing.assert_array_equal(back.exact_cams[ExactKey.CONTRAST1].display, expl.exact_cams["1_contrast"].display)
