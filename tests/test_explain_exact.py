@@ -164,3 +164,22 @@ def test_finer_cam_equals_grad_cam_package_and_the_relu_of_the_contrast(models):
     assert "apinet/test/finercam" in e.contrast_cams
     off = explain_pair(model, *pair, cam_methods=(), contrast=False)
     assert off.contrast_cams == {}
+
+
+def test_exact_maps_hold_on_the_trained_demo_checkpoint():
+    """EfficientNet-Lite0 trunk with its 1x1 head convolution, trained: the identity is checked on
+    the model's own numbers and holds."""
+    from apinet.data import build_dataset
+    from apinet.explain import DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, load_pair_models, preprocess_from_card
+
+    model, card, baseline, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT)
+    pre = preprocess_from_card(card)
+    data = build_dataset("synthbirds", "val", image_size=pre.resize)
+    e = explain_pair(model, data.sample(0).image, data.sample(21).image, baseline, preprocess=pre, cam_methods=())
+    assert e.targets[0] != e.targets[1] and "checked" in e.settings["exact_cams"]
+    for key, m in e.exact_cams.items():
+        assert m.reconstructed() == pytest.approx(m.value, abs=1e-4 * max(1.0, abs(m.value))), key
+    c = e.contrast_cams["baseline/test/class_contrast"]
+    row = e.baseline_logits["1_test"]
+    assert float(c.raw1.astype(np.float64).mean()) + c.offset1 == pytest.approx(
+        float(row[e.targets[0]] - row[e.targets[1]]), abs=1e-4)

@@ -128,9 +128,10 @@ def explain_pair(
         tic = time.perf_counter()
         gated = torch.cat([out.self1, out.self2])
         stages = list(ltpa_stages) if ltpa_stages is not None else [run.last]
-        ltpa = ltpa_maps(model, ModelName.APINET, run, stages, gated)
-        if brun is not None:
-            ltpa.update(ltpa_maps(baseline, ModelName.BASELINE, brun, stages, None))
+        with torch.no_grad():  # the trained estimator's projections would otherwise record a graph
+            ltpa = ltpa_maps(model, ModelName.APINET, run, stages, gated)
+            if brun is not None:
+                ltpa.update(ltpa_maps(baseline, ModelName.BASELINE, brun, stages, None))
         timings["ltpa"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
