@@ -121,7 +121,9 @@ def test_new_fields_round_trip_through_npz_and_json(expl, tmp_path):
         b = back.contrast_cams[key]
         np.testing.assert_array_equal(b.raw2, c.raw2)
         assert (b.signed, b.reference1, b.value2, b.offset1) == (c.signed, c.reference1, c.value2, c.offset1)
-    assert isinstance(back.contrast_cams["apinet/test/class_contrast"], type(expl.contrast_cams["apinet/test/class_contrast"]))
+    from apinet.explain import ContrastMaps
+
+    assert all(isinstance(c, ContrastMaps) for c in back.contrast_cams.values())
     np.testing.assert_array_equal(back.unit_features2, expl.unit_features2)
     np.testing.assert_array_equal(back.contribution1, expl.contribution1)
     np.testing.assert_array_equal(back.cams["apinet/pair/gradcam"].map2, expl.cams["apinet/pair/gradcam"].map2)
