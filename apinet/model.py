@@ -145,10 +145,14 @@ class _FineGrainedNet(nn.Module):
         """Test-path logits ``[B, C]``: classifier on globally pooled features."""
         return self.forward_head(self.pool_features(self.forward_features(images)))
 
-    def _ltpa(self, stages, pooled: Tensor):
+    def forward_ltpa(self, stages, pooled: Tensor):
+        """The LTPA estimator's output (``.logits``, attention) on the ``forward_stages`` output and
+        the pooled features, or ``None`` for a model without one."""
         if self.ltpa is None:
             return None
         return self.ltpa({s: stages[s] for s in self.ltpa.stages}, pooled)
+
+    _ltpa = forward_ltpa  # the name used before forward_ltpa was public
 
     def _prepare_labels(self, labels: Tensor, device: torch.device) -> Tensor:
         labels = torch.as_tensor(labels)
