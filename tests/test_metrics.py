@@ -135,6 +135,7 @@ def test_standard_tolerance_scales_15_px_at_224():
         standard_tolerance(0)
 
 
+@pytest.mark.slow
 def test_evaluate_explanations_on_the_demo_checkpoints():
     """Two sibling pairs end to end: every map type scored at both tolerances, hits consistent with
     the summary, the gate x activation channel equal to explain_pair's own ranking."""

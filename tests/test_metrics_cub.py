@@ -122,6 +122,7 @@ def test_keypoints_box_and_centre_follow_the_square_resize():
     assert box[:, :16].all() and not box[:, 16:].any()
 
 
+@pytest.mark.slow
 def test_evaluate_explanations_on_cub(cub_root, tmp_path):
     names = ["a", "b", "c"]
     torch.manual_seed(0)
