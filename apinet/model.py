@@ -152,8 +152,6 @@ class _FineGrainedNet(nn.Module):
             return None
         return self.ltpa({s: stages[s] for s in self.ltpa.stages}, pooled)
 
-    _ltpa = forward_ltpa  # the name used before forward_ltpa was public
-
     def _prepare_labels(self, labels: Tensor, device: torch.device) -> Tensor:
         labels = torch.as_tensor(labels)
         return labels.to(device, non_blocking=True).long()
@@ -168,7 +166,7 @@ class Baseline(_FineGrainedNet):
         stages = self.forward_stages(images)
         pooled = self.pool_features(next(reversed(stages.values())))
         labels = self._prepare_labels(labels, pooled.device)
-        return TrainOutput(labels=labels, logits=self.forward_head(pooled), ltpa=self._ltpa(stages, pooled))
+        return TrainOutput(labels=labels, logits=self.forward_head(pooled), ltpa=self.forward_ltpa(stages, pooled))
 
 
 class APINet(_FineGrainedNet):
@@ -269,7 +267,7 @@ class APINet(_FineGrainedNet):
             labels2=labels_all[second],
             intra_index=intra,
             inter_index=inter,
-            ltpa=self._ltpa(stages, pooled),
+            ltpa=self.forward_ltpa(stages, pooled),
         )
 
 
