@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from apinet.metrics import (pair_path_logits, pair_perturbation_curve, perturbation_curve, road_impute)
+from apinet.metrics import (pair_path_logits, pair_perturbation_aucs, pair_perturbation_curve, perturbation_curve,
+                            road_impute)
 
 
 def _pair_fn(images1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
@@ -64,8 +65,18 @@ def test_pair_path_logits_hold_the_partner_fixed(tiny_apinet):
     assert curve.scores[0] == pytest.approx(float(torch.softmax(want.logits1_self[0], 0)[target]), rel=1e-4)
     with pytest.raises(ValueError, match="path"):
         pair_path_logits(tiny_apinet, "test")
+    # several maps at once: the same numbers as one curve each
+    maps = {"noise": saliency, "flat": np.ones((4, 4)), "centre": np.pad(np.ones((2, 2)), 1)}
+    aucs = pair_perturbation_aucs(tiny_apinet, images1[0], image2, maps, target, steps=4, baseline="mean")
+    for name, m in maps.items():
+        for mode in ("deletion", "insertion"):
+            want = pair_perturbation_curve(pair_path_logits(tiny_apinet), images1[0], image2, m, target, mode=mode,
+                                           steps=4, baseline="mean").auc
+            assert aucs[name][mode] == pytest.approx(want)
+            assert 0.0 <= aucs[name][mode] <= 1.0
 
 
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # inside grad-cam's own imputer
 def test_road_imputation_matches_grad_cam_and_reproduces_a_linear_ramp():
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from ..resample import upsample_map
 from .localisation import (STANDARD_TOLERANCE_INPUT, STANDARD_TOLERANCE_PX, energy_pointing_game, pointing_game,
                            pointing_game_points, standard_tolerance)
-from .perturbation import (BASELINES, PerturbationCurve, baseline_image, pair_path_logits, pair_perturbation_curve,
-                           perturbation_curve, road_impute)
+from .perturbation import (BASELINES, PerturbationCurve, baseline_image, pair_path_logits, pair_perturbation_aucs,
+                           pair_perturbation_curve, perturbation_curve, road_impute)
 from .protocol import COMPARISONS, MAP_TYPES, ExplanationResults, evaluate_explanations
 from .randomization import RandomizationResult, cascading_randomization, default_randomization_order
 from .report import results_markdown
@@ -49,6 +49,7 @@ __all__ = [
     "hit_rate",
     "mcnemar_exact",
     "pair_path_logits",
+    "pair_perturbation_aucs",
     "pair_perturbation_curve",
     "perturbation_curve",
     "pointing_game",

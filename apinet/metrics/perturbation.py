@@ -17,7 +17,7 @@ remaining neighbours so that the removal's shape leaks less class information th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +25,8 @@ import numpy as np
 
 from ..resample import upsample_map
 
-__all__ = ["BASELINES", "PerturbationCurve", "baseline_image", "pair_path_logits", "pair_perturbation_curve",
-           "perturbation_curve", "road_impute"]
+__all__ = ["BASELINES", "PerturbationCurve", "baseline_image", "pair_path_logits", "pair_perturbation_aucs",
+           "pair_perturbation_curve", "perturbation_curve", "road_impute"]
 
 BASELINES = ("blur", "mean", "zero", "road")
 Baseline = Literal["blur", "mean", "zero", "road"]
@@ -193,3 +193,18 @@ def pair_path_logits(model, path: Literal["self", "other"] = "self") -> Callable
         return out.logits1_self if path == "self" else out.logits1_other
 
     return pair_fn
+
+
+def pair_perturbation_aucs(model, image1, image2, maps: Mapping[str, np.ndarray], target: int, *,
+                           path: Literal["self", "other"] = "self", **kwargs) -> dict[str, dict[str, float]]:
+    """Deletion and insertion AUC of image 1's pair-path score for each of several maps of image 1
+    (``{map name: [h, w]}``), the partner ``image2`` held fixed: ``{name: {"deletion": auc,
+    "insertion": auc}}``. Keyword arguments go to :func:`perturbation_curve` (``steps``,
+    ``baseline``, ``score``, ...); the model should be in eval mode."""
+    pair_fn = pair_path_logits(model, path)
+    out: dict[str, dict[str, float]] = {}
+    for name, saliency in maps.items():
+        out[name] = {mode: pair_perturbation_curve(pair_fn, image1, image2, saliency, target, mode=mode,
+                                                   **kwargs).auc
+                     for mode in ("deletion", "insertion")}
+    return out
