@@ -31,6 +31,10 @@ def test_presets_are_configs_and_flags_override_them():
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         build_config({"preset": "nope"})
     assert TrainConfig.from_dict(paper.to_dict()) == paper
+    with pytest.raises(ValueError, match="recipe: optimizer must be one of 'sgd', 'adamw', got 'adam'"):
+        build_config({"optimizer": "adam"})
+    with pytest.raises(ValueError, match="recipe: model must be one of"):
+        TrainConfig(model="resnet")
     assert json.loads(json.dumps(paper.to_dict())) == paper.to_dict()  # the stored form is plain JSON
 
 

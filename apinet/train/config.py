@@ -74,6 +74,13 @@ class TrainConfig:
     no_progress: bool = False
     command: str | None = None  # the command line that started the run (recorded, not a setting)
 
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                shown = ", ".join(repr(a) for a in allowed)
+                raise ValueError(f"recipe: {name} must be one of {shown}, got {value!r}")
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
@@ -101,6 +108,17 @@ class TrainConfig:
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key) if key in self.keys() else default
 
+
+#: The fields that take one of a few values (the command line's choices; ``None`` where it means "default").
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "model": ("apinet", "baseline"),
+    "optimizer": ("sgd", "adamw"),
+    "resize_mode": ("square", "shorter", None),
+    "ltpa_normalize": ("softmax", "sigmoid"),
+    "ltpa_aggregate": ("concat", "independent"),
+    "device": ("auto", "cpu", "cuda"),
+    "amp": ("auto", "off", "bf16", "fp16"),
+}
 
 #: Recipe defaults; explicit command-line flags override them.
 PRESETS: dict[str, TrainConfig] = {
