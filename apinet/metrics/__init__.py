@@ -31,6 +31,19 @@ from .report import results_markdown
 from .sanity import SANITY_PAIRS, sanity_summary
 from .statistics import hit_rate, mcnemar_exact, spearman, t_interval, wilson
 
+# The private names of the single-module apinet.metrics, for code written against it; use the public
+# names (apinet.data.contrast_pairs, apinet.metrics.protocol) in new code.
+from ..data.contrast_pairs import ScoredPair as _ScoredPair  # noqa: F401
+from ..data.contrast_pairs import box_to_mask as _box_to_mask  # noqa: F401
+from ..data.contrast_pairs import cub_pairs as _cub_pairs  # noqa: F401
+from ..data.contrast_pairs import mask_to_input as _mask_to_input  # noqa: F401
+from ..data.contrast_pairs import points_to_mask as _points_to_mask  # noqa: F401
+from ..data.contrast_pairs import synthbirds_pairs as _synthbirds_pairs  # noqa: F401
+from ..data.contrast_pairs import to_input_xy as _to_input_xy  # noqa: F401
+from .protocol import chance_maps as _chance_maps  # noqa: F401
+from .protocol import expected_point_rate as _expected_point_rate  # noqa: F401
+from .protocol import maps_for_image as _maps_for_image  # noqa: F401
+
 __all__ = [
     "BASELINES",
     "COMPARISONS",
