@@ -30,6 +30,15 @@ from .step import TrainStep
 
 _RunLock = RunLock  # the name tests and scripts used before the package
 
+
+def _dataset_kwargs(spec: str, config, split: str) -> dict:
+    """The single module's private helper, for code written against it: use
+    :func:`apinet.data.split_options`."""
+    from ..data import split_options
+
+    return split_options(spec, split, image_size=config.get("image_size"), per_class=config.get("per_class"),
+                         val_per_class=config.get("val_per_class"))
+
 __all__ = [
     "LOCK_FILE",
     "PRESETS",
