@@ -73,15 +73,14 @@ def checkpoint_dataset(card: dict[str, Any], data: str | None, split: str, *, pe
     ``per_class`` keeps the first that many images of each class (SynthBirds renders just those).
     Returns ``(dataset, spec)``.
     """
-    from .data import Preprocess, build_dataset
-    from .train import _dataset_kwargs
+    from .data import Preprocess, build_dataset, split_options
 
     dataset_card = card.get("dataset") or {}
     data = data or dataset_card.get("spec")
     if not data:
         raise ValueError("--data is required: the model card names no dataset")
-    kwargs = _dataset_kwargs(data, {"image_size": dataset_card.get("image_size"), "per_class": per_class,
-                                    "val_per_class": per_class}, split)
+    kwargs = split_options(data, split, image_size=dataset_card.get("image_size"), per_class=per_class,
+                           val_per_class=per_class)
     dataset = build_dataset(data, split, Preprocess.from_card(card).transform(False), **kwargs)
     names = list(card.get("class_names") or dataset.classes)
     if len(dataset.classes) != len(names):

@@ -50,17 +50,16 @@ class InteractionStats:
         return asdict(self)
 
 
-@torch.no_grad()
 def collect_features(model: torch.nn.Module, loader) -> tuple[Tensor, Tensor, Tensor]:
     """Pooled features ``[N, D]`` (float32), maps before pooling ``[N, D, h, w]`` (float16, to keep a
     whole split in memory) and labels ``[N]`` of every image of ``loader``."""
-    device = next(model.parameters()).device
+    from .features import iterate_features
+
     pooled, maps, labels = [], [], []
-    for images, target in loader:
-        f = model.forward_features(images.to(device))
-        pooled.append(model.pool_features(f).float().cpu())
-        maps.append(f.half().cpu())
-        labels.append(torch.as_tensor(target))
+    for batch in iterate_features(model, loader):
+        pooled.append(batch.pooled.float().cpu())
+        maps.append(batch.maps.half().cpu())
+        labels.append(batch.labels)
     return torch.cat(pooled), torch.cat(maps), torch.cat(labels)
 
 

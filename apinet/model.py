@@ -145,7 +145,9 @@ class _FineGrainedNet(nn.Module):
         """Test-path logits ``[B, C]``: classifier on globally pooled features."""
         return self.forward_head(self.pool_features(self.forward_features(images)))
 
-    def _ltpa(self, stages, pooled: Tensor):
+    def forward_ltpa(self, stages, pooled: Tensor):
+        """The LTPA estimator's output (``.logits``, attention) on the ``forward_stages`` output and
+        the pooled features, or ``None`` for a model without one."""
         if self.ltpa is None:
             return None
         return self.ltpa({s: stages[s] for s in self.ltpa.stages}, pooled)
@@ -164,7 +166,7 @@ class Baseline(_FineGrainedNet):
         stages = self.forward_stages(images)
         pooled = self.pool_features(next(reversed(stages.values())))
         labels = self._prepare_labels(labels, pooled.device)
-        return TrainOutput(labels=labels, logits=self.forward_head(pooled), ltpa=self._ltpa(stages, pooled))
+        return TrainOutput(labels=labels, logits=self.forward_head(pooled), ltpa=self.forward_ltpa(stages, pooled))
 
 
 class APINet(_FineGrainedNet):
@@ -265,7 +267,7 @@ class APINet(_FineGrainedNet):
             labels2=labels_all[second],
             intra_index=intra,
             inter_index=inter,
-            ltpa=self._ltpa(stages, pooled),
+            ltpa=self.forward_ltpa(stages, pooled),
         )
 
 

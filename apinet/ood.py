@@ -93,14 +93,14 @@ class FeatureReference:
         return cls(bank=bank, k=int(entry["k"]), threshold=float(entry["threshold"]), info=info)
 
 
-@torch.no_grad()
 def pooled_features(model: torch.nn.Module, loader) -> tuple[Tensor, Tensor]:
     """Pooled test-path features ``[N, D]`` and labels ``[N]`` of every image of a loader."""
-    device = next(model.parameters()).device
+    from .features import iterate_features
+
     feats, labels = [], []
-    for images, target in loader:
-        feats.append(model.pool_features(model.forward_features(images.to(device))).float().cpu())
-        labels.append(torch.as_tensor(target))
+    for batch in iterate_features(model, loader):
+        feats.append(batch.pooled.float().cpu())
+        labels.append(batch.labels)
     return torch.cat(feats), torch.cat(labels)
 
 

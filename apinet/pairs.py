@@ -109,6 +109,12 @@ class BalancedBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
 
+    @property
+    def batches_to_skip(self) -> int:
+        """Batches of the current epoch already consumed before a mid-epoch resume
+        (:meth:`load_state_dict`); the next iteration leaves them out."""
+        return self._skip
+
     def _next_batch(self) -> list[int]:
         chosen = self.rng.choice(len(self.classes), self.n_classes, replace=False)
         batch: list[int] = []

@@ -17,7 +17,7 @@ import torch
 
 from apinet.data import build_dataset
 from apinet.explain import DEFAULT_APINET_CHECKPOINT, load_pair_models, preprocess_from_card
-from apinet.metrics import _synthbirds_pairs
+from apinet.data.contrast_pairs import synthbirds_pairs
 
 
 def gate_statistics(checkpoint: str, split: str, pairs: int) -> dict[str, float]:
@@ -26,7 +26,7 @@ def gate_statistics(checkpoint: str, split: str, pairs: int) -> dict[str, float]
     data = build_dataset("synthbirds", split, image_size=pre.resize)
     zs, saturated = [], []
     with torch.no_grad():
-        for pair in _synthbirds_pairs(data, pre, pairs):
+        for pair in synthbirds_pairs(data, pre, pairs):
             pooled = model.pool_features(model.forward_features(torch.stack([pre(pair.image1), pre(pair.image2)])))
             out = model.interact(pooled[0:1], pooled[1:2])
             for x, g in ((pooled[0], out.gate1[0]), (pooled[1], out.gate2[0])):

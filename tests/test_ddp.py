@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -96,6 +97,7 @@ def _worker(rank: int, world: int, port: int, result_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_rank_mining_crosses_ranks_and_gradients_match_one_process_with_per_rank_batchnorm(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):

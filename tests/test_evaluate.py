@@ -29,6 +29,7 @@ def _constant_model(path, klass: int, ltpa: bool) -> None:
     )
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_exact_metrics(tmp_path, capsys):
     ckpt = tmp_path / "const.safetensors"
     _constant_model(ckpt, klass=3, ltpa=True)

@@ -167,6 +167,7 @@ def test_card_naming_an_unknown_backbone(saved):
 # --- the command line ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_evaluate_refuses_a_pickle_safetensors_in_a_fresh_process(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.safetensors"

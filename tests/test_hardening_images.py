@@ -115,6 +115,7 @@ def _explain_argv(first: Path, second: Path, checkpoint: Path, out: Path) -> lis
             "--methods", "gradcam", "--k", "2", "--dpi", "20", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_cli_explain_bad_first_image_exits_2_with_one_line(tiny_checkpoint, tmp_path):
     """The real command line, in a fresh interpreter: exit 2, one stderr line, no traceback."""
     bad = tmp_path / "BAD.jpg"
@@ -153,6 +154,7 @@ def test_cli_explain_refuses_every_bad_kind_in_either_position(kind, position, t
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_cli_explain_accepts_unusual_valid_images(tiny_checkpoint, tmp_path, capsys):
     """16-bit PNG vs CMYK JPEG, and animated GIF vs EXIF-rotated JPEG, give a figure (exit 0)."""
     paths = _write_all(tmp_path / "good", good_images())

@@ -224,6 +224,7 @@ def _compare_official(official, imported, images, labels):
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_official_checkpoint_gives_the_same_logits_gates_and_mutual_vector(tmp_path, capsys):
     src = tmp_path / "model_best.pth.tar"
     official = _official_checkpoint(src)
@@ -287,6 +288,7 @@ def _edit_state(fn):
     return extra
 
 
+@pytest.mark.slow
 def test_official_checkpoint_with_numpy_metadata_and_legacy_format(tmp_path):
     """Older PyTorch wrote the legacy (non-zip) format; some forks store best_prec1 as a NumPy scalar."""
 
@@ -418,6 +420,7 @@ def _check_same_logits(reference, path, size=96):
     return card
 
 
+@pytest.mark.slow
 def test_torchvision_resnet_classifier_imports_with_identical_logits(tmp_path, capsys):
     net = models.resnet34(num_classes=7)
     _randomise_batchnorm(net)

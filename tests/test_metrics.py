@@ -135,6 +135,7 @@ def test_standard_tolerance_scales_15_px_at_224():
         standard_tolerance(0)
 
 
+@pytest.mark.slow
 def test_evaluate_explanations_on_the_demo_checkpoints():
     """Two sibling pairs end to end: every map type scored at both tolerances, hits consistent with
     the summary, the gate x activation channel equal to explain_pair's own ranking."""
@@ -142,7 +143,7 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
     from apinet.explain import (
         DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, explain_pair, load_pair_models, preprocess_from_card,
     )
-    from apinet.metrics import MAP_TYPES, _maps_for_image
+    from apinet.metrics.protocol import MAP_TYPES, maps_for_image
 
     res = evaluate_explanations(DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, pairs=4, split="val",
                                 deletion_pairs=2, steps=2, sanity_pairs=0, log=None)
@@ -169,6 +170,17 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
     assert (first["a"], first["b"]) == ("apinet_top_gated_channel", "baseline_top_channel")
     assert first["tol"]["n"] == res["images_scored"]
     assert "| apinet_top_gated_channel | baseline_top_channel |" in results_markdown(res)
+    # results.json: the dataclass's fields in order; read back, it renders the same table
+    import json
+
+    from apinet._io import to_jsonable
+    from apinet.metrics import ExplanationResults
+
+    stored = json.loads(json.dumps(to_jsonable(res.to_dict())))
+    assert list(stored)[:3] == ["checkpoint", "baseline", "pairs"] and list(stored)[-1] == "seconds"
+    assert results_markdown(ExplanationResults.from_dict(stored)) == results_markdown(res) == results_markdown(stored)
+    with pytest.raises(ValueError, match="missing summary"):
+        ExplanationResults.from_dict({k: v for k, v in stored.items() if k != "summary"})
 
     model, card, _, _ = load_pair_models(DEFAULT_APINET_CHECKPOINT, None)
     pre = preprocess_from_card(card)
@@ -180,7 +192,7 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
                           rank_by="gate_x_activation")
     with torch.no_grad():
         maps = model.forward_features(torch.stack([pre(sa.image), pre(sb.image)])).numpy()
-    ours = _maps_for_image(expl, 2, np.random.default_rng(0), maps)
+    ours = maps_for_image(expl, 2, np.random.default_rng(0), maps)
     np.testing.assert_allclose(ours["apinet_top_gate_x_act_channel"], by_act.channels["apinet_gate2"].maps2[0],
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours["apinet_top_activation_channel"], maps[1, int(np.argmax(expl.features2))],
@@ -190,23 +202,23 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
 
 
 def test_object_aware_chance_by_hand():
-    from apinet.metrics import _chance_maps, _expected_point_rate
+    from apinet.metrics.protocol import chance_maps, expected_point_rate
 
     obj = np.zeros((12, 12), dtype=bool)
     obj[1:11, 1:11] = True  # a 10 x 10 "bird"
     part = np.zeros_like(obj)
     part[4:6, 4:6] = True  # a 2 x 2 part inside it
-    assert _expected_point_rate(obj, part, 0.0) == pytest.approx(4 / 100)
-    assert _expected_point_rate(obj, part, 1.0) == pytest.approx(12 / 100)  # + the 8 four-neighbours
-    assert _expected_point_rate(obj, part, 1.5) == pytest.approx(16 / 100)  # + the 4 diagonal corners
-    maps = _chance_maps(obj, (5.5, 3.2), np.random.default_rng(0))
+    assert expected_point_rate(obj, part, 0.0) == pytest.approx(4 / 100)
+    assert expected_point_rate(obj, part, 1.0) == pytest.approx(12 / 100)  # + the 8 four-neighbours
+    assert expected_point_rate(obj, part, 1.5) == pytest.approx(16 / 100)  # + the 4 diagonal corners
+    maps = chance_maps(obj, (5.5, 3.2), np.random.default_rng(0))
     row, col = np.unravel_index(np.argmax(maps["chance_bird_point"]), obj.shape)
     assert obj[row, col] and maps["chance_bird_point"].sum() == 1.0
     assert np.unravel_index(np.argmax(maps["chance_box_centre"]), obj.shape) == (3, 5)  # (x, y) -> row 3, col 5
     assert pointing_game(maps["chance_box_centre"], part, 1.0) and not pointing_game(maps["chance_box_centre"], part)
     # many draws: the sampled rate converges on the exact expectation
     rng = np.random.default_rng(1)
-    draws = [pointing_game(_chance_maps(obj, (0, 0), rng)["chance_bird_point"], part, 1.0) for _ in range(4000)]
+    draws = [pointing_game(chance_maps(obj, (0, 0), rng)["chance_bird_point"], part, 1.0) for _ in range(4000)]
     assert np.mean(draws) == pytest.approx(0.12, abs=0.015)
 
 

@@ -17,7 +17,8 @@ import apinet
 from apinet.data.base import DatasetError
 from apinet.data.cub import ClassAttributes, attribute_region_distances, read_class_attributes
 from apinet.data.transforms import Preprocess
-from apinet.metrics import _points_to_mask, evaluate_explanations
+from apinet.data.contrast_pairs import points_to_mask
+from apinet.metrics import evaluate_explanations
 
 PART_NAMES = ("back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg", "left wing", "nape",
               "right eye", "right leg", "right wing", "tail", "throat")
@@ -91,11 +92,11 @@ def test_missing_attribute_files_are_named(tmp_path):
 def test_keypoint_disks_follow_the_preprocessing_geometry():
     # 64 x 48 image, shorter side to 32 (scale 2/3, width 43), centre crop 32: 5 px cut on the left.
     pre = Preprocess(32, resize=32)
-    mask = _points_to_mask([(30.0, 24.0)], (64, 48), pre, radius=1.0)  # -> centre (14.5, 15.5) in the input
+    mask = points_to_mask([(30.0, 24.0)], (64, 48), pre, radius=1.0)  # -> centre (14.5, 15.5) in the input
     assert mask.shape == (32, 32)
     assert sorted(zip(*np.nonzero(mask))) == [(15, 14), (15, 15), (16, 14), (16, 15)]
-    assert not _points_to_mask([(2.0, 24.0)], (64, 48), pre, radius=1.0).any()  # cropped away
-    assert _points_to_mask([], (64, 48), pre, radius=5.0).sum() == 0
+    assert not points_to_mask([(2.0, 24.0)], (64, 48), pre, radius=1.0).any()  # cropped away
+    assert points_to_mask([], (64, 48), pre, radius=5.0).sum() == 0
 
 
 def test_keypoint_targets_apply_the_tolerance_once():
@@ -104,7 +105,7 @@ def test_keypoint_targets_apply_the_tolerance_once():
     from apinet.metrics import pointing_game
 
     pre = Preprocess(32, resize=32)
-    mask = _points_to_mask([(30.0, 24.0)], (64, 48), pre, radius=0.0)  # -> (14.2, 16.0) in the input
+    mask = points_to_mask([(30.0, 24.0)], (64, 48), pre, radius=0.0)  # -> (14.2, 16.0) in the input
     assert sorted(zip(*np.nonzero(mask))) == [(16, 14)]
     peak = np.zeros((32, 32), dtype=np.float32)
     peak[16, 20] = 1.0  # 6 px to the right of the keypoint's pixel
@@ -113,14 +114,15 @@ def test_keypoint_targets_apply_the_tolerance_once():
 
 def test_keypoints_box_and_centre_follow_the_square_resize():
     # the official crop: 64 x 48 squashed to 36 x 36, centre crop 32 (2 px off each side)
-    from apinet.metrics import _box_to_mask, _to_input_xy
+    from apinet.data.contrast_pairs import box_to_mask, to_input_xy
 
     pre = Preprocess(32, resize=36, resize_mode="square")
-    assert _to_input_xy(32.0, 24.0, (64, 48), pre) == pytest.approx((16.0, 16.0))
-    box = _box_to_mask((0.0, 0.0, 32.0, 48.0), (64, 48), pre)  # the left half of the image
+    assert to_input_xy(32.0, 24.0, (64, 48), pre) == pytest.approx((16.0, 16.0))
+    box = box_to_mask((0.0, 0.0, 32.0, 48.0), (64, 48), pre)  # the left half of the image
     assert box[:, :16].all() and not box[:, 16:].any()
 
 
+@pytest.mark.slow
 def test_evaluate_explanations_on_cub(cub_root, tmp_path):
     names = ["a", "b", "c"]
     torch.manual_seed(0)

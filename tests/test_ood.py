@@ -115,6 +115,7 @@ def test_the_shipped_demo_flags_photographs_and_not_its_gallery():
     assert flagged[:2].all() and not flagged[2:].any(), reference.scores(pooled)
 
 
+@pytest.mark.slow
 def test_evaluate_export_makes_and_stores_the_reference(tmp_path):
     """`evaluate --export`: bank from the training split, threshold from validation, false alarms
     measured on the evaluated split, all carried into the exported checkpoint."""

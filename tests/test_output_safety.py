@@ -212,6 +212,7 @@ def test_train_refuses_inputs_as_outputs(finished_run, tmp_path, capsys):
     assert line == f"error: --out {finished_run}/best.safetensors: is a file, not a folder"
 
 
+@pytest.mark.slow
 def test_second_train_on_a_locked_run_folder_stops_with_one_line(tmp_path):
     out = tmp_path / "busy"
     with _RunLock(out):  # a first training process holds the folder

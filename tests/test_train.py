@@ -67,6 +67,7 @@ def test_few_steps_lower_the_loss():
     assert losses[-1] < 0.5 * losses[0] and min(losses[3:]) < min(losses[:3]), losses
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     straight = tiny_config(tmp_path / "straight")
     train(straight)
@@ -88,6 +89,7 @@ def test_resume_is_exact(tmp_path):
     assert not (tmp_path / "ignored").exists()  # --resume writes into the resumed run
 
 
+@pytest.mark.slow
 def test_run_writes_logs_and_atomic_checkpoints(tmp_path, monkeypatch):
     out = tmp_path / "run"
     summary = train(tiny_config(out, max_steps=4, epochs=1, model="baseline"))
@@ -120,6 +122,7 @@ def test_run_writes_logs_and_atomic_checkpoints(tmp_path, monkeypatch):
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_ltpa_adds_its_loss_and_accuracy(tmp_path):
     out = tmp_path / "ltpa"
     train(tiny_config(out, max_steps=2, ltpa="layer3,layer4:dp", ltpa_weight=0.5, ltpa_aggregate="independent"))
@@ -152,6 +155,7 @@ def test_preset_values_yield_to_flags():
         ["evaluate", "--checkpoint", "/nonexistent.safetensors", "--data", "synthbirds"],
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_exit_2_with_one_line(argv, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "apinet", *argv, "--out", str(tmp_path / "o")],
@@ -184,6 +188,7 @@ def test_init_trunk_copies_a_trained_checkpoints_trunk(tmp_path):
         build_train_model(tiny_config(tmp_path / "run2", init_trunk=str(path), output_stride=16), 20)
 
 
+@pytest.mark.slow
 def test_frozen_trunk_gets_no_step_no_decay_and_no_optimizer_state(tmp_path):
     """--freeze-epochs freezes as the official code does: until the trunk is released its weights stay
     as initialised (SGD weight decay included) and it has no momentum; resume across the boundary is

@@ -58,7 +58,7 @@ def _cli(args) -> int:
     results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, data=args.data, split=args.split,
                                     tolerance=args.tolerance, part_radius=args.part_radius, deletion_pairs=args.deletion_pairs,
                                     steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed)
-    text = json.dumps(to_jsonable(results), indent=1) + "\n"
+    text = json.dumps(to_jsonable(results.to_dict()), indent=1) + "\n"
     atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
     table = results_markdown(results)
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(table))

@@ -73,12 +73,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-
-
 def _run(args: argparse.Namespace) -> int:
     flags = vars(args)
     config = resume_config(flags) if flags.get("resume") else build_config(flags)
-    config["command"] = "python -m apinet " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith(("__main__.py", "apinet")) \
+    command = "python -m apinet " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith(("__main__.py", "apinet")) \
         else shlex.join(sys.argv)
-    train(config)
+    train(config.replace(command=command))
     return 0

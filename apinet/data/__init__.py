@@ -54,6 +54,7 @@ __all__ = [
     "image_sha256",
     "load_image",
     "readable_class_name",
+    "split_options",
 ]
 
 #: The accepted ``build_dataset`` spec forms, as shown in error messages and CLI help.
@@ -112,3 +113,20 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def split_options(spec: str, split: str, *, image_size: int | None = None, per_class: int | None = None,
+                  val_per_class: int | None = None) -> dict[str, Any]:
+    """The ``build_dataset`` keyword arguments of one split of a recipe: for SynthBirds its render
+    size and images per class (``per_class`` for the training split, ``val_per_class`` for the
+    others); ``{}`` for datasets read from files."""
+    if spec.strip().lower().split(":")[0] != "synthbirds":
+        return {}
+    kwargs: dict[str, Any] = {}
+    if image_size:
+        kwargs["image_size"] = int(image_size)
+    if split == "train" and per_class:
+        kwargs["per_class"] = int(per_class)
+    if split != "train" and val_per_class:
+        kwargs["per_class"] = int(val_per_class)
+    return kwargs
