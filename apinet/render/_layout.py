@@ -354,7 +354,22 @@ def draw_bars(sf, expl: PairExplanation, settings: FigureSettings, letters: tupl
         sf.suptitle(heading, x=0.0, ha="left", fontsize=settings.font_size, fontweight="bold", parse_math=False)
 
 
-def fit_height(fig, pad: float = 0.04, rounds: int = 3) -> None:
+def _square_deficit(fig) -> float:
+    """Inches the figure is short of for every image panel to be as tall as its cell is wide (then
+    all panels of a row have one size, whatever the titles above them)."""
+    worst, rows = 0.0, set()
+    for ax in fig.get_axes():
+        if not (ax.images and ax.axison and ax.get_aspect() == 1.0):
+            continue
+        sub = ax.get_figure(root=False)  # positions are relative to the sub-figure
+        box = ax.get_position(original=True)
+        cell_w, cell_h = box.width * sub.bbox.width / fig.dpi, box.height * sub.bbox.height / fig.dpi
+        worst = max(worst, cell_w - cell_h)
+        rows.add((id(sub), round(box.y0, 3)))
+    return worst * len(rows)
+
+
+def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:
     """Grow the figure until every text is inside the canvas (constrained layout leaves a title a few
     points outside when a row is crowded); each round lays the figure out again."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -364,6 +379,10 @@ def fit_height(fig, pad: float = 0.04, rounds: int = 3) -> None:
         FigureCanvasAgg(fig)
     for _ in range(rounds):
         fig.canvas.draw()
+        grow = _square_deficit(fig)
+        if grow > 0.02:  # images limited by their rows' height: give the rows what the images need
+            fig.set_figheight(fig.get_figheight() + grow)
+            continue
         renderer = fig.canvas.get_renderer()
         dpi = fig.dpi
         low, high = 0.0, fig.bbox.height

@@ -208,11 +208,9 @@ def multi_pair_figure(expls: Sequence[PairExplanation], view: str | None = None,
             if not panels:
                 raise ValueError(f"pair {i + 1} has no {view} maps")
             sections.append(L.Section(e, panels, heading=headings[i], letter=letters[i]))
+        _finish(expls[0], sections, settings)
         for prev, s in zip(sections, sections[1:]):  # a column title only where it changes
             s.titles = [j >= len(prev.panels) or p.label != prev.panels[j].label for j, p in enumerate(s.panels)]
-        for s in sections:
-            s.titles = s.titles or [True] * len(s.panels)
-        _finish(expls[0], sections, settings)
         return _map_figure(sections, settings, letter_per_column=False)
 
 
