@@ -120,6 +120,7 @@ def test_the_checker_sees_overlaps_clipping_and_small_fonts():
     assert any("5" in p and "pt" in p for p in problems)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", ["single", "double"])
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_fits_the_paper_width_without_overlaps(view, width, paper):
@@ -131,6 +132,7 @@ def test_every_view_fits_the_paper_width_without_overlaps(view, width, paper):
         assert layout_problems(fig) == [], (view, width, scope)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", ["single", "double", 5.0])
 def test_multi_pair_figure_rows_fit(width):
     pairs = [paper_explanation(seed) for seed in range(3)]
