@@ -90,8 +90,8 @@ def test_pairs_file_makes_one_figure_with_a_row_per_pair(tiny, tmp_path, capsys)
     capsys.readouterr()
     assert main(_argv(ckpt, "--pairs", str(pairs), "--out", str(three), "--view", "cams")) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in printed[:3]] == [f"{root}/a.png / {root}/b.png", f"{root}/b.png / {root}/c.png",
-                                                            f"{root}/c.png / {root}/a.png"]
+    assert [line.split(":")[0] for line in printed[:3]] == [
+        f"{root}/a.png / {root}/b.png", f"{root}/b.png / {root}/c.png", f"{root}/c.png / {root}/a.png"]
     assert printed[-1] == f"wrote {three}"
     with Image.open(one) as a, Image.open(three) as b:
         assert b.size[0] == a.size[0] and b.size[1] > 2.5 * a.size[1] * 0.8  # three rows of the same width

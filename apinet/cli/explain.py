@@ -132,7 +132,8 @@ def _cli_explain(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".pdf", ".svg", ".png"):
         raise UserError(f"--out must end in .pdf, .svg or .png, got {out.name}")
-    figures = {view: out if len(views) == 1 else out.with_name(f"{out.stem}_{view}{out.suffix}") for view in views}
+    figures = {view: out if len(views) == 1 else out.with_name(f"{out.stem}_{view}{out.suffix}")
+               for view in views}
     baseline = None if args.baseline.lower() == "none" else args.baseline
     # Before anything is computed: no output may replace an input (image, pairs file, checkpoint or card).
     images = {f"pair {i} image {j}": p for i, pair in enumerate(pairs, 1) for j, p in enumerate(pair, 1)}

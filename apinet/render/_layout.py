@@ -50,7 +50,8 @@ def wrap(text: str, inches: float, settings: FigureSettings) -> str:
     chars = max(4, int(inches * 72 / (0.6 * settings.font_size)))
     lines: list[str] = []
     for part in str(text).split("\n"):
-        words = [w if len(w) <= chars * 1.2 else textwrap.fill(w, chars) for w in _keep_together(part).split(" ")]
+        words = [w if len(w) <= chars * 1.2 else textwrap.fill(w, chars)
+                 for w in _keep_together(part).split(" ")]
         lines.extend(textwrap.wrap(" ".join(words), chars, break_long_words=False, break_on_hyphens=False)
                      or [""])
     return "\n".join(lines).replace(_NBSP, " ")
@@ -136,7 +137,8 @@ def blocks_of(sections: list[Section], cols: int, letter_per_column: bool) -> li
                     letters.append(s.letter)
                 else:
                     letters.append(None)
-            blocks.append(Block(s, chunk, s.heading if start == 0 else None, letters, titles[start:start + cols]))
+            heading = s.heading if start == 0 else None
+            blocks.append(Block(s, chunk, heading, letters, titles[start:start + cols]))
     return blocks
 
 
@@ -272,7 +274,8 @@ def draw_block(sf, block: Block, side: float, cols: int, settings: FigureSetting
     if block.heading:  # the title of an empty axes over the block: constrained layout makes room for it
         head = sf.add_subplot(grid[0, :])
         head.axis("off")
-        head.set_title(wrap(block.heading, cols * side, settings), loc="left", fontsize=settings.font_size, fontweight="bold", pad=0,
+        head.set_title(wrap(block.heading, cols * side, settings), loc="left", fontsize=settings.font_size,
+                       fontweight="bold", pad=0,
                        parse_math=False)
     if not bars:
         return
@@ -384,14 +387,14 @@ def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:
             fig.set_figheight(fig.get_figheight() + grow)
             continue
         renderer = fig.canvas.get_renderer()
-        dpi = fig.dpi
+        hidden = {id(t) for ax in fig.get_axes() if not ax.axison
+                  for t in ax.xaxis.findobj(Text) + ax.yaxis.findobj(Text)}  # tick labels never drawn
         low, high = 0.0, fig.bbox.height
         for t in fig.findobj(Text):
-            if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.axison
-                                                            or t not in t.axes.xaxis.findobj(Text) + t.axes.yaxis.findobj(Text)):
+            if t.get_visible() and t.get_text().strip() and id(t) not in hidden:
                 box = t.get_window_extent(renderer)
                 low, high = min(low, box.y0), max(high, box.y1)
-        excess = (high - fig.bbox.height - low) / dpi
+        excess = (high - fig.bbox.height - low) / fig.dpi
         if excess <= 0:
             return
         fig.set_figheight(fig.get_figheight() + excess + pad)

@@ -105,7 +105,8 @@ class FigureSettings:
 # --------------------------------------------------------------------------------------------------
 
 
-def _panels(expl: PairExplanation, view: str, settings: FigureSettings, channel_set: str | None = None) -> list[Panel]:
+def _panels(expl: PairExplanation, view: str, settings: FigureSettings,
+            channel_set: str | None = None) -> list[Panel]:
     if view == "summary":
         return summary_panels(expl)
     if view == "channels":
@@ -154,7 +155,8 @@ def _map_figure(sections: list[L.Section], settings: FigureSettings, letter_per_
     return fig
 
 
-def pair_figure(expl: PairExplanation, view: str | None = None, settings: FigureSettings | None = None) -> Figure:
+def pair_figure(expl: PairExplanation, view: str | None = None,
+                settings: FigureSettings | None = None) -> Figure:
     """A publication figure of one view of ``expl`` (``view`` overrides ``settings.view``)."""
     from matplotlib import rc_context
 

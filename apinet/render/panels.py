@@ -22,7 +22,8 @@ from .scales import Scope, check_scope, scope_ranges
 if TYPE_CHECKING:  # pragma: no cover
     from ..explain import PairExplanation
 
-__all__ = ["LTPA_UNITS", "OverlayGrid", "Panel", "assign_ranges", "display_maps", "overlay_grid", "summary_panels"]
+__all__ = ["LTPA_UNITS", "OverlayGrid", "Panel", "assign_ranges", "display_maps", "overlay_grid",
+           "summary_panels"]
 
 LTPA_UNITS = "a·h·w (1 = uniform attention)"
 EXACT_UNITS = "logit contribution"
@@ -128,7 +129,8 @@ def display_maps(expl: PairExplanation, view: str, *, k: int | None = None,
             c = expl.channels[name]
             n = len(c.indices) if k is None else min(k, len(c.indices))
             for j in range(n):
-                i1, i2 = int(c.indices[j]), int(np.asarray(c.indices2 if c.indices2 is not None else c.indices)[j])
+                second = c.indices2 if c.indices2 is not None else c.indices
+                i1, i2 = int(c.indices[j]), int(np.asarray(second)[j])
                 ch = f"ch {i1}" if i1 == i2 else f"ch {i1} / {i2}"
                 panels.append(Panel(f"{name}/{j}", f"{ch}\n{_score_name(name, expl)} {c.scores[j]:.2f}",
                                     c.maps1[j], c.maps2[j], "activation", group=name,

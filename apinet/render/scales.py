@@ -47,8 +47,9 @@ def value_range(arrays: Sequence[np.ndarray], percentile: float | None = None, s
     return float(np.percentile(values, 100 - percentile)), float(np.percentile(values, percentile))
 
 
-def scope_ranges(groups: Sequence[Sequence[np.ndarray]], scope: Scope = "pair", *, percentile: float | None = None,
-                 units: Sequence[str] | None = None, signed: Sequence[bool] | bool = False) -> list[list[Range]]:
+def scope_ranges(groups: Sequence[Sequence[np.ndarray]], scope: Scope = "pair", *,
+                 percentile: float | None = None, units: Sequence[str] | None = None,
+                 signed: Sequence[bool] | bool = False) -> list[list[Range]]:
     """The range of every map of ``groups`` (``groups[i]`` = the maps of group i, e.g. a pair).
 
     ``units[i]`` / ``signed[i]`` describe group i (default: all the same units, unsigned); under
