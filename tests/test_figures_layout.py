@@ -176,6 +176,11 @@ def test_one_colour_bar_per_scale_under_its_panels():
     assert len(bars(models)) == 1  # one scale for every CAM
     per_map = pair_figure(e, "cams", FigureSettings(scope="map", width="double"))
     assert len(bars(per_map)) == 2 * len(cams)
+    # Several pairs (or channel sets) on one "models" scale: still one bar per kind of map.
+    rows = multi_pair_figure([e, paper_explanation(1)], "summary", FigureSettings(scope="models"))
+    assert len(bars(rows)) == 3  # activation (API-Net and baseline channels), LTPA, CAM
+    assert len(bars(multi_pair_figure([e, e], "cams", FigureSettings(scope="pair")))) == 2 * len(cams)
+    assert len(bars(pair_figure(e, "channels", FigureSettings(scope="models")))) == 1
     renderer, _ = _texts(pair)
     images = [ax for ax in pair.get_axes() if ax.images]
     for bar in bars(pair):

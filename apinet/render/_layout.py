@@ -107,6 +107,12 @@ class Block:
     heading: str | None
     letters: list[str | None]
     titles: list[bool]
+    bar_keys: set[tuple[str, bool]] | None = None  # scales whose bar this block draws (None: all of its own)
+
+    def has_bars(self, settings: FigureSettings) -> bool:
+        if not settings.colorbars or all(p is None for p in self.columns):
+            return False
+        return self.bar_keys is None or bool(self.bar_keys)
 
 
 def plan_columns(n_columns: int, settings: FigureSettings) -> tuple[int, float]:
@@ -117,6 +123,15 @@ def plan_columns(n_columns: int, settings: FigureSettings) -> tuple[int, float]:
     cols = math.ceil(n_columns / rows)
     side = min((width - EDGE) / cols - COLUMN_GAP, settings.panel_inches)
     return cols, side
+
+
+def share_bars(blocks: list[Block]) -> None:
+    """Scope ``models``: one bar per scale, under the last block that shows maps of that scale."""
+    seen: set[tuple[str, bool]] = set()
+    for block in reversed(blocks):
+        keys = {(p.units, p.signed) for p in block.columns if p is not None}
+        block.bar_keys = keys - seen
+        seen |= keys
 
 
 def blocks_of(sections: list[Section], cols: int, letter_per_column: bool) -> list[Block]:
@@ -228,7 +243,7 @@ def block_height(block: Block, side: float, settings: FigureSettings) -> float:
     if block.heading:
         h += n_lines(wrap(block.heading, len(block.columns) * side, settings)) * lh + 0.08
     below = bottom * lh + 0.04
-    if settings.colorbars and any(p is not None for p in block.columns):
+    if block.has_bars(settings):
         units = max(n_lines(wrap(short_units(p.units), side, settings)) for p in block.columns if p is not None)
         one = BAR_THICKNESS + (1 + units) * lh + 0.1
         h += one if settings.scope == "map" else 0.0
@@ -245,7 +260,7 @@ def draw_block(sf, block: Block, side: float, cols: int, settings: FigureSetting
     """One block in sub-figure ``sf``: image rows, colour-bar rows, titles, letters, heading."""
     expl = block.section.expl
     per_map = settings.scope == "map"
-    bars = settings.colorbars and any(p is not None for p in block.columns)
+    bars = block.has_bars(settings)
     rows = ["img1", "bar1", "img2", "bar2"] if (bars and per_map) else (["img1", "img2", "bar2"] if bars
                                                                         else ["img1", "img2"])
     if block.heading:
@@ -283,6 +298,8 @@ def draw_block(sf, block: Block, side: float, cols: int, settings: FigureSetting
         if row not in rows:
             continue
         for a, b, p in _bar_groups(block.columns, which if per_map else 2, settings.scope):
+            if block.bar_keys is not None and (p.units, p.signed) not in block.bar_keys:
+                continue
             cell = sf.add_subplot(grid[rows.index(row), a:b + 1])
             cell.axis("off")
             cax = cell.inset_axes((0.06, 0.0, 0.88, 1.0))  # a gap between neighbouring bars

@@ -140,6 +140,8 @@ def _map_figure(sections: list[L.Section], settings: FigureSettings, letter_per_
     width = settings.width_inches
     cols, side = L.plan_columns(max(1 + len(s.panels) for s in sections), settings)
     blocks = L.blocks_of(sections, cols, letter_per_column)
+    if settings.scope == "models":
+        L.share_bars(blocks)
     heights = [L.block_height(b, side, settings) for b in blocks]
     used = min(width, cols * (side + L.COLUMN_GAP) + L.EDGE)
     if bars is not None:
