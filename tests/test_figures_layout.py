@@ -59,9 +59,13 @@ def paper_explanation(seed: int = 0, k: int = 5, a2: bool = True, exact: bool = 
         features2=acts[1].mean((1, 2)), mutual=g1, gate1=g1, gate2=g2, logits=logits, targets=(3, 7),
         p_self1=0.81, p_other1=0.64, p_self2=0.42, p_other2=0.47, rank_term1=0.0, rank_term2=0.1,
         channels=channels, ltpa=ltpa, cams=cams, a2=a2maps, settings={"rank_by": "gate", "k": k})
-    if exact:  # signed, as the exact pair-path maps are
-        e.exact_cams = {f"{i}_{kind}": (rng.normal(size=(size, size)) * s).astype(np.float32)
+    if exact:  # signed, as the exact pair-path maps and the class-contrast maps are
+        e.exact_cams = {f"{i}_{kind}": (rng.normal(size=(h, h)) * s).astype(np.float32)
                         for i in (1, 2) for kind, s in (("self", 0.5), ("other", 0.4), ("contrast", 0.1))}
+        contrast = CamMaps(*(rng.normal(size=(2, size, size)) * 3).astype(np.float32), 3, 7, "class_contrast", "c")
+        contrast.signed = True
+        e.contrast_cams = {"apinet/pair/class_contrast": contrast, "baseline/test/class_contrast": contrast,
+                           "apinet/test/finercam": CamMaps(cam[0, 0], cam[0, 1], 3, 7, "finercam", "f")}
     return e
 
 

@@ -30,7 +30,8 @@ EXACT_UNITS = "logit contribution"
 
 _MODELS = {"apinet": "API-Net", "baseline": "baseline"}
 _CAM_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "eigencam": "Eigen-CAM",
-              "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM", "finercam": "Finer-CAM"}
+              "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM", "finercam": "Finer-CAM",
+              "class_contrast": "class contrast, own class - partner's"}
 #: Exact maps (``expl.exact_cams``): kind -> human label.
 EXACT_KINDS = {"self": "exact CAM, pair path (own gate)", "other": "exact CAM, partner's gate",
                "contrast": "contrast: own gate - partner's gate"}
@@ -90,8 +91,8 @@ def ltpa_label(expl: PairExplanation, key: str) -> str:
 
 def cam_label(key: str, method: str) -> str:
     """``"Grad-CAM, pair path"`` for ``"apinet/pair/gradcam"``."""
-    parts = key.split("/")
-    name = _CAM_NAMES.get(method, method)
+    parts = str(key).split("/")
+    name = _CAM_NAMES.get(str(method), str(method))
     if len(parts) != 3:
         return name
     model, path = parts[0], parts[1]
@@ -111,7 +112,7 @@ def _exact_array(record: Any) -> np.ndarray:
     """The display array of an ``expl.exact_cams`` record (an array, or a record with one)."""
     if isinstance(record, np.ndarray):
         return record
-    for name in ("map", "display", "upsampled", "map_display"):
+    for name in ("raw", "display", "map"):  # feature-map resolution first: overlay() upsamples
         value = getattr(record, name, None)
         if isinstance(value, np.ndarray) and value.ndim == 2:
             return value
@@ -121,8 +122,8 @@ def _exact_array(record: Any) -> np.ndarray:
 def display_maps(expl: PairExplanation, view: str, *, k: int | None = None,
                  channel_sets: Sequence[str] | None = None, ltpa_keys: Sequence[str] | None = None,
                  cam_keys: Sequence[str] | None = None) -> list[Panel]:
-    """The panels of a view (``"channels"``, ``"ltpa"``, ``"cams"``, ``"a2"``, ``"exact"``), maps in
-    display units."""
+    """The panels of a view (``"channels"``, ``"ltpa"``, ``"cams"``, ``"a2"``, ``"exact"``,
+    ``"contrast"``), maps in display units; maps whose record says ``signed`` get ``Panel.signed``."""
     panels: list[Panel] = []
     if view == "channels":
         for name in channel_sets or list(expl.channels):
@@ -143,11 +144,15 @@ def display_maps(expl: PairExplanation, view: str, *, k: int | None = None,
             units = LTPA_UNITS if factor != 1.0 else "attention"
             panels.append(Panel(key, key.replace("/", " "), a.map1 * factor, a.map2 * factor, units,
                                 group=key.split("/")[0], label=ltpa_label(expl, key)))
-    elif view == "cams":
-        for key in cam_keys or list(expl.cams):
-            c = expl.cams[key]
-            panels.append(Panel(key, key.replace("/", " "), c.map1, c.map2, f"{c.method} (raw)",
-                                group=key.split("/")[0], label=cam_label(key, c.method)))
+    elif view in ("cams", "contrast"):
+        source = expl.cams if view == "cams" else (getattr(expl, "contrast_cams", None) or {})
+        for key in (cam_keys if view == "cams" else None) or list(source):
+            c = source[key]
+            signed = bool(getattr(c, "signed", False))
+            units = EXACT_UNITS if signed else f"{c.method} (raw)"
+            name = str(key)
+            panels.append(Panel(name, name.replace("/", " "), c.map1, c.map2, units, group=name.split("/")[0],
+                                label=cam_label(name, c.method), signed=signed))
     elif view == "a2":
         for key, a in expl.a2.items():
             n, h, w = a.gather1.shape

@@ -34,6 +34,7 @@ VIEW_LIST: tuple[View, ...] = (
     View("gates", "Gates and pairwise scores", maps=False),
     View("a2", "A² gather maps", "a2"),
     View("exact", "Exact pair-path maps (signed)", "exact_cams"),
+    View("contrast", "Why A and not B (class contrast, Finer-CAM)", "contrast_cams"),
 )
 #: The slugs of :data:`VIEW_LIST` (what :func:`~apinet.render.pair_figure` accepts).
 VIEWS: tuple[str, ...] = tuple(v.slug for v in VIEW_LIST)
