@@ -155,6 +155,11 @@ def test_titles_are_human_readable_and_letters_sit_beside_them():
     assert "apinet/" not in words and "apinet " not in words  # no internal keys
     cams = " ".join(t.get_text().replace("\n", " ") for t, _ in _texts(pair_figure(e, "cams"))[1])
     assert "Grad-CAM, pair path" in cams and "baseline Grad-CAM, test path" in cams
+    contrast = " ".join(t.get_text().replace("\n", " ") for t, _ in _texts(pair_figure(e, "contrast"))[1])
+    assert "class contrast, own class - partner's, pair path" in contrast and "Finer-CAM, test path" in contrast
+    rows = " ".join(t.get_text().replace("\n", " ") for t, _ in _texts(multi_pair_figure([e, e], "cams"))[1])
+    assert rows.count("Grad-CAM, pair path") == 1  # a column title once, where every row has the same one
+    assert rows.count("pair 1") == rows.count("pair 2") == 1
     channels = " ".join(t.get_text().replace("\n", " ") for t, _ in _texts(pair_figure(e, "channels"))[1])
     top = int(e.channels["apinet_gate1"].indices[0])
     assert f"channel {top} (g1 {e.gate1[top]:.2f})" in channels
