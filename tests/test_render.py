@@ -109,3 +109,103 @@ def test_every_view_renders_and_settings_round_trip():
     assert json.loads(s.to_json())["scope"] == "models"
     with pytest.raises(ValueError):
         FigureSettings(scope="everything")
+
+
+# --- one scope implementation, signed maps, the view vocabulary --------------------------------------
+
+
+def test_scale_for_and_panel_ranges_are_one_implementation():
+    from apinet.render import Panel, assign_ranges, scope_ranges
+
+    a1, a2 = np.array([[0.0, 1.0]]), np.array([[2.0, 5.0]])
+    b1, b2 = np.array([[-1.0, 0.5]]), np.array([[0.0, 10.0]])
+    for scope in ("map", "pair", "models"):
+        panels = [Panel("a", "a", a1, a2, "activation"), Panel("b", "b", b1, b2, "activation")]
+        assign_ranges(panels, scope)
+        assert [[p.range1, p.range2] for p in panels] == scale_for([[a1, a2], [b1, b2]], scope)
+    # "models" shares a range between maps of the same units only (never activations with attention)
+    panels = [Panel("a", "a", a1, a2, "activation"), Panel("b", "b", b1, b2, "a·h·w")]
+    assign_ranges(panels, "models")
+    assert panels[0].range1 == (0.0, 5.0) and panels[1].range1 == (-1.0, 10.0)
+    assert scope_ranges([[a1, a2], [b1, b2]], "models", units=["x", "x"]) == [[(-1.0, 10.0)] * 2] * 2
+    with pytest.raises(ValueError):
+        scope_ranges([[a1]], "everything")
+
+
+def test_signed_scale_is_symmetric_in_every_scope():
+    from apinet.render import signed_scale
+
+    a1, a2 = np.array([[-1.0, 3.0]]), np.array([[-4.0, 0.5]])
+    b1, b2 = np.array([[0.25, 0.125]]), np.array([[-0.375, 0.0]])  # exact in float32
+    assert signed_scale(a1) == (-3.0, 3.0)
+    assert signed_scale([a1, a2], "map") == [(-3.0, 3.0), (-4.0, 4.0)]
+    assert signed_scale([a1, a2], "pair") == (-4.0, 4.0)
+    assert signed_scale([[a1, a2], [b1, b2]], "pair") == [[(-4.0, 4.0)] * 2, [(-0.375, 0.375)] * 2]
+    assert signed_scale([[a1, a2], [b1, b2]], "models") == [[(-4.0, 4.0)] * 2] * 2
+    lo, hi = signed_scale(np.linspace(-100, 50, 151).reshape(1, -1), percentile=50)
+    assert lo == -hi and hi == pytest.approx(np.percentile(np.abs(np.linspace(-100, 50, 151)), 50))
+    assert signed_scale(np.zeros((2, 2))) == (-1.0, 1.0)  # an all-zero map still puts 0 at the centre
+
+
+def test_zero_maps_to_the_centre_of_a_diverging_colormap():
+    from apinet.render import DIVERGING_COLORMAPS, colorize
+
+    for name in DIVERGING_COLORMAPS:
+        lut = colormap_lut(name)
+        np.testing.assert_array_equal(lut[127], lut[128])  # both middle entries are the neutral centre
+        assert tuple(lut[127]) == (247, 247, 247)
+        for m in (1.0, 3.7, 1e-6):
+            rgb = colorize(np.array([[-m, 0.0, m]], np.float32), cmap=name, vmin=-m, vmax=m)
+            np.testing.assert_array_equal(rgb[0, 1], lut[127])
+            np.testing.assert_array_equal(rgb[0, 0], lut[0])
+            np.testing.assert_array_equal(rgb[0, 2], lut[255])
+        assert lut[0, 2] > lut[0, 0] and lut[255, 0] > lut[255, 2]  # negative blue-ish, positive red-ish
+
+
+def test_signed_panels_get_symmetric_ranges_and_the_diverging_colormap():
+    e = _fake_explanation()
+    contrast = np.zeros((32, 32), np.float32)
+    contrast[:16] = -2.0
+    contrast[16:, :16] = 0.5  # zero on the bottom-right quarter
+    e.exact_cams = {"1_contrast": contrast, "2_contrast": contrast * 0.25,
+                    "1_self": contrast + 1, "2_self": contrast - 1}
+    for scope in ("map", "pair", "models"):
+        grid = overlay_grid(e, "exact", scope=scope, alpha=1.0, cmap="viridis")
+        assert [p.key for p in grid.panels] == ["exact/self", "exact/contrast"]
+        for p in grid.panels:
+            assert p.signed and p.range1[0] == -p.range1[1] and p.range2[0] == -p.range2[1]
+        c = grid.panels[1]
+        np.testing.assert_array_equal(c.overlay1[-1, -1], colormap_lut("RdBu_r")[127])  # 0 is neutral
+        np.testing.assert_array_equal(c.overlay2[-1, -1], colormap_lut("RdBu_r")[127])
+    pair = overlay_grid(e, "exact", scope="pair").panels[1]
+    assert pair.range1 == pair.range2 == (-2.0, 2.0)
+    per_map = overlay_grid(e, "exact", scope="map").panels[1]
+    assert per_map.range2 == (-0.5, 0.5)
+
+
+def test_view_vocabulary():
+    from apinet.render import VIEW_LIST, VIEWS, available_views, get_view
+
+    assert VIEWS == tuple(v.slug for v in VIEW_LIST)
+    assert VIEWS[:6] == ("summary", "channels", "ltpa", "cams", "gates", "a2")
+    assert all(v.label and v.label != v.slug for v in VIEW_LIST)
+    e = _fake_explanation()
+    assert [v.slug for v in available_views(e)] == ["summary", "channels", "ltpa", "cams", "gates"]
+    e.exact_cams = {"1_self": np.zeros((2, 2), np.float32), "2_self": np.zeros((2, 2), np.float32)}
+    assert "exact" in [v.slug for v in available_views(e)]
+    assert get_view("cams").needs == "cams"
+    with pytest.raises(ValueError, match="summary, channels"):
+        get_view("nope")
+
+
+def test_hostile_class_names_are_drawn_as_literal_text():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    e = _fake_explanation()
+    e.class_names = [r"$\frac{a}{", "<b>bold</b>", "$x^2$", "d"]
+    fig = pair_figure(e, "cams", FigureSettings(width="single"))
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()  # an unparsable mathtext string would raise here
+    texts = " ".join(t.get_text() for t in fig.findobj(Text))
+    assert r"$\frac{a}{" in texts.replace("\n", "") and "<b>bold</b>" in texts.replace("\n", " ")
