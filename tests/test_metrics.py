@@ -154,6 +154,10 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
     assert res["distinct_images"] == 5  # classes 0, 1, 2, 4 and 3 (pair 3 = classes 1, 3)
     assert res["deletion_images"] == [0, 1]  # image 1 of pairs 0 and 3: distinct images
     assert all("deletion_auc" in res["summary"][m] for m in ("apinet_top_gated_channel", "random"))
+    # amendment 5: the pair-path curves (partner fixed) for API-Net's maps only
+    assert all("pair_deletion_auc" in res["summary"][m] for m in ("apinet_class_contrast", "apinet_pair_contrast"))
+    assert "pair_deletion_auc" not in res["summary"]["baseline_gradcam"]
+    assert "| apinet_pair_contrast |" in results_markdown(res).split("Pair-path deletion")[1]
     expected = {m for m in MAP_TYPES if "ltpa_trained" not in m}  # the demo API-Net has no LTPA head
     assert set(res["summary"]) == expected
     bird = res["summary"]["chance_bird_point"]
@@ -197,6 +201,12 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours["apinet_top_activation_channel"], maps[1, int(np.argmax(expl.features2))],
                                rtol=1e-6)
+    by_contribution = explain_pair(model, sa.image, sb.image, preprocess=pre, targets=(a, b), cam_methods=(),
+                                   rank_by="contribution")
+    np.testing.assert_allclose(ours["apinet_top_contribution_channel"], by_contribution.channels["apinet_gate2"].maps2[0],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours["apinet_class_contrast"], expl.contrast_cams["apinet/test/class_contrast"].map2)
+    np.testing.assert_array_equal(ours["apinet_pair_contrast"], expl.exact_cams["2_contrast"].display)
     with pytest.raises(ValueError, match="at most 380 sibling pairs"):
         evaluate_explanations(DEFAULT_APINET_CHECKPOINT, None, pairs=381, split="val", log=None)
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .localisation import energy_pointing_game, pointing_game, standard_tolerance
-from .perturbation import perturbation_curve
+from .perturbation import pair_perturbation_aucs, perturbation_curve
 from .sanity import SANITY_PAIRS, pair_sanity, sanity_summary
 from .statistics import hit_rate, mcnemar_exact
 
@@ -98,6 +98,9 @@ MAP_TYPES = (
     "apinet_top_gated_channel", "apinet_top_gate_x_act_channel", "apinet_top_activation_channel",
     "apinet_ltpa_pooled", "apinet_ltpa_gated", "apinet_ltpa_trained", "apinet_gradcam_pair", "apinet_gradcam_test",
     "baseline_top_channel", "baseline_gradcam", "random", "chance_bird_point", "chance_box_centre",
+    # issue #14's pair-native maps (PROTOCOL.md amendment 5): "why A and not B" and the exact pair contrast
+    "apinet_top_contribution_channel", "apinet_class_contrast", "baseline_class_contrast", "apinet_finercam",
+    "baseline_finercam", "apinet_pair_contrast",
 )
 
 #: Paired comparisons reported by ``evaluate-explanations`` (McNemar's exact test on the same images).
@@ -115,6 +118,13 @@ COMPARISONS = (
     ("apinet_gradcam_test", "chance_bird_point"),
     ("baseline_gradcam", "chance_bird_point"),
     ("apinet_ltpa_pooled", "chance_bird_point"),
+    # amendment 5: H5 is the first two rows; the rest is descriptive
+    ("apinet_class_contrast", "apinet_gradcam_test"),
+    ("apinet_class_contrast", "chance_bird_point"),
+    ("baseline_class_contrast", "baseline_gradcam"),
+    ("apinet_finercam", "apinet_gradcam_test"),
+    ("apinet_pair_contrast", "chance_bird_point"),
+    ("apinet_top_contribution_channel", "apinet_top_gated_channel"),
 )
 
 
@@ -147,6 +157,15 @@ def maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | No
             out[name] = getattr(expl.cams[key], f"map{i}")
     if "baseline_top" in expl.channels:
         out["baseline_top_channel"] = getattr(expl.channels["baseline_top"], f"maps{i}")[0]
+    if maps is not None and expl.contribution(i) is not None:
+        out["apinet_top_contribution_channel"] = maps[i - 1, int(expl.contribution_order(i)[0])]
+    for name, key in (("apinet_class_contrast", "apinet/test/class_contrast"),
+                      ("baseline_class_contrast", "baseline/test/class_contrast"),
+                      ("apinet_finercam", "apinet/test/finercam"), ("baseline_finercam", "baseline/test/finercam")):
+        if key in expl.contrast_cams:
+            out[name] = getattr(expl.contrast_cams[key], f"map{i}")
+    if f"{i}_contrast" in expl.exact_cams:
+        out["apinet_pair_contrast"] = expl.exact_cams[f"{i}_contrast"].display
     shape = out["apinet_top_gated_channel"].shape
     out["random"] = rng.random(shape).astype(np.float32)
     return out
@@ -186,7 +205,7 @@ def expected_point_rate(obj: np.ndarray, part: np.ndarray, tolerance: float) -> 
 def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *, pairs: int = 380,
                           data: str = "synthbirds", split: str = "test", tolerance: float | None = None,
                           part_radius: float | None = None, deletion_pairs: int = 4, steps: int = 16,
-                          sanity_pairs: int = SANITY_PAIRS, seed: int = 0,
+                          sanity_pairs: int = SANITY_PAIRS, seed: int = 0, pair_deletion: bool = True,
                           log: Callable[[str], None] | None = print) -> ExplanationResults:
     """Pointing / energy game against the part that tells a pair's classes apart, with object-aware
     chance levels, deletion / insertion, and the cascading randomisation sanity check on many pairs.
@@ -210,7 +229,9 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     bird has shown only that it looks at the bird.
 
     Deletion / insertion run on the first image of the first ``deletion_pairs`` pairs whose first
-    image has not been used yet (distinct images). The sanity check runs on the first
+    image has not been used yet (distinct images); with ``pair_deletion`` (API-Net only) also on the
+    pair-path self score of that image with its partner held fixed (``pair_deletion_auc``,
+    ``pair_insertion_auc``: the pair's own faithfulness, PROTOCOL.md amendment 5). The sanity check runs on the first
     ``sanity_pairs`` pairs and reports, per randomised layer, the mean Spearman correlation with a
     95 % t-interval over the pairs.
     """
@@ -286,12 +307,17 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         records.append(record)
         if len(deletion_images) < deletion_pairs and int(pair.indices[0]) not in deletion_images:
             deletion_images.append(int(pair.indices[0]))
-            for name, m in maps_for_image(expl, 1, rng, feature_maps).items():
-                if name.startswith("baseline"):
-                    continue
+            apinet_maps = {name: m for name, m in maps_for_image(expl, 1, rng, feature_maps).items()
+                           if not name.startswith("baseline")}
+            for name, m in apinet_maps.items():
                 for mode in ("deletion", "insertion"):
                     curve = perturbation_curve(model, x[0], m, a, mode=mode, steps=steps, baseline="blur")
                     deletion.setdefault(name, {}).setdefault(mode, []).append(curve.auc)
+            if pair_deletion and hasattr(model, "interact"):  # the pair-path score of image 1, its partner held fixed (amendment 5)
+                aucs = pair_perturbation_aucs(model, x[0], x[1], apinet_maps, a, steps=steps, baseline="blur")
+                for name, by_mode in aucs.items():
+                    for mode, auc in by_mode.items():
+                        deletion[name].setdefault(f"pair_{mode}", []).append(auc)
         if p < sanity_pairs:
             sanity.append(pair_sanity(model, bmodel, pair.image1, pair.image2, pre, (a, b)))
         if log and (p + 1) % 20 == 0:
@@ -308,6 +334,9 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         if name in deletion:
             summary[name]["deletion_auc"] = float(np.mean(deletion[name]["deletion"]))
             summary[name]["insertion_auc"] = float(np.mean(deletion[name]["insertion"]))
+            if "pair_deletion" in deletion[name]:
+                summary[name]["pair_deletion_auc"] = float(np.mean(deletion[name]["pair_deletion"]))
+                summary[name]["pair_insertion_auc"] = float(np.mean(deletion[name]["pair_insertion"]))
     if "chance_bird_point" in summary:
         summary["chance_bird_point"]["pointing_expected"] = float(np.mean(expected["tol"]))
         summary["chance_bird_point"]["pointing_0px_expected"] = float(np.mean(expected["0px"]))

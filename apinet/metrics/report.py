@@ -60,6 +60,13 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     if results.get("deletion_images"):
         lines += ["", f"Deletion / insertion: first image of {len(results['deletion_images'])} pairs, "
                       f"{len(set(results['deletion_images']))} distinct images, {results['steps']} steps, blur baseline."]
+        paired = {name: s for name, s in results["summary"].items() if "pair_deletion_auc" in s}
+        if paired:
+            lines += ["", "Pair-path deletion / insertion (API-Net's self score of image 1 with its partner held "
+                          "fixed, gates recomputed at every step):", "",
+                      "| map | pair deletion AUC (lower better) | pair insertion AUC |", "|---|---|---|"]
+            for name, s in sorted(paired.items(), key=lambda kv: kv[1]["pair_deletion_auc"]):
+                lines.append(f"| {name} | {s['pair_deletion_auc']:.3f} | {s['pair_insertion_auc']:.3f} |")
     if results.get("comparisons"):
         lines += ["", "Paired comparisons on the same images (McNemar's exact test, two-sided; "
                       "'A only' = images only map A points at the part):", "",

@@ -329,8 +329,8 @@ def gate_bars(ax, expl: PairExplanation, settings: FigureSettings, width_in: flo
     labels = [str(int(i)) for i in idx]
     widest = max(len(s) for s in labels) * 0.6 * settings.font_size / 72 + 0.06
     ax.set_xticks(pos, labels, rotation=0 if widest * len(idx) < width_in * 0.9 else 90)
-    by_act = (expl.settings or {}).get("rank_by") == "gate_x_activation"
-    ax.set_xlabel(f"channel (top-{len(idx)} of {'g1·x1' if by_act else 'g1'})", fontsize=settings.font_size)
+    ranked_by = {"gate_x_activation": "g1·x1", "contribution": "W(1+g1)x1"}.get((expl.settings or {}).get("rank_by"), "g1")
+    ax.set_xlabel(f"channel (top-{len(idx)} of {ranked_by})", fontsize=settings.font_size)
     ax.set_ylabel("gate value", fontsize=settings.font_size)
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.6, len(idx) - 0.4)

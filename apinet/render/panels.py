@@ -177,7 +177,8 @@ def _score_name(channel_set: str, expl: PairExplanation) -> str:
     or the pooled activation x (baseline sets)."""
     if not channel_set.startswith("apinet"):
         return "x"
-    return "g*x" if (expl.settings or {}).get("rank_by") == "gate_x_activation" else "g"
+    rank_by = (expl.settings or {}).get("rank_by")
+    return {"gate_x_activation": "g*x", "contribution": "W(1+g)x"}.get(rank_by, "g")
 
 
 def summary_panels(expl: PairExplanation) -> list[Panel]:
