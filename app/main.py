@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import config, picker, resources, state, views
+from app import config, header, picker, resources, state, tabs
 from app.text import md
 
 __all__ = ["main"]
@@ -103,7 +103,7 @@ def main() -> None:
 
 
 def _page() -> None:
-    views.inject_css()
+    header.inject_css()
     paths = config.paths_from_env()
     found, problems = resources.discover_checkpoints(str(paths.checkpoints), str(paths.runs))
     apinets = [c for c in found if c.architecture == "apinet"]
@@ -217,16 +217,16 @@ def _page() -> None:
         st.caption("Explanations are cached per image pair, checkpoint and channel ranking; display "
                    "settings only re-render.")
 
-    settings = views.DisplaySettings(
+    settings = tabs.DisplaySettings(
         k=int(st.session_state.k), cmap=st.session_state.cmap, alpha=float(st.session_state.alpha),
         scope=st.session_state.scope, stage=st.session_state.stage, cam=st.session_state.cam,
     )
-    ctx = views.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
+    ctx = tabs.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
                         apinet=ckpt, baseline=base)
     with slot_a:
-        views.draw_image_card(ctx, "A")
+        header.draw_image_card(ctx, "A")
     with slot_b:
-        views.draw_image_card(ctx, "B")
+        header.draw_image_card(ctx, "B")
     with summary_slot:
-        views.draw_pair_summary(ctx)
-    views.draw_tabs(ctx)
+        header.draw_pair_summary(ctx)
+    tabs.draw_tabs(ctx)

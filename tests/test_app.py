@@ -55,15 +55,34 @@ def _png(colour=(30, 140, 200), size=80) -> bytes:
     return buffer.getvalue()
 
 
+def _open(at, label: str):
+    """Open one tab (only the open tab runs) and run the script."""
+    from app.tabs import TAB_KEY
+
+    at.session_state[TAB_KEY] = label
+    at.run()
+    _ok(at)
+    return at
+
+
 def test_first_run_renders_every_view(env):
     at = _app().run()
     _ok(at)
     assert [t.label for t in at.tabs] == TABS
+    headings = ("How API-Net compares this pair", "Mutual vector and gates", "Top-5 channels",
+                "LTPA: where the global descriptor looks", "class activation maps", "A²: double-attention",
+                "Predictions", "Export")
+    # Only the open tab runs: the first run draws the walk-through and none of the other views.
     text = " ".join(m.value for m in at.markdown)
-    for heading in ("How API-Net compares this pair", "Mutual vector and gates", "Top-5 channels",
-                    "LTPA: where the global descriptor looks", "class activation maps", "A²: double-attention",
-                    "Predictions", "Export"):
+    assert headings[0] in text and not any(h in text for h in headings[1:])
+    walkthrough_latex = len(at.latex)
+    for label, heading in zip(TABS, headings):
+        _open(at, label)
+        text = " ".join(m.value for m in at.markdown)
         assert heading in text, heading
+        assert [h for h in headings if h in text] == [heading], label
+    _open(at, TABS[0])
+    assert len(at.latex) == walkthrough_latex
     assert len(at.latex) >= 9  # the walk-through's equations, with live numbers
     assert any("\\sigma(x_m \\odot x_1)" in eq.value for eq in at.latex)
     assert at.session_state.a.startswith("g:") and at.session_state.b.startswith("g:")
@@ -149,6 +168,8 @@ def test_display_controls_rerender_without_running_a_model(env):
     at.sidebar.selectbox(key="stage").set_value("layer3").run()
     _ok(at)
     assert _calls() == before
+    _open(at, "Top-k channels")
+    assert _calls() == before
     assert "Top-3 channels" in " ".join(m.value for m in at.markdown)
     assert at.query_params["cmap"] == "inferno" and at.query_params["scope"] == "models"
     # A setting that changes what the model computes does run it (once).
@@ -225,7 +246,8 @@ def test_exported_figures_and_arrays(env):
     """The export tab's download payloads: PDF, SVG and PNG figures, NPZ arrays and JSON."""
     import json
 
-    from app import picker, resources, views
+    from app import picker, resources
+    from app.tabs import common, export
 
     at = _app().run()
     _ok(at)
@@ -237,13 +259,13 @@ def test_exported_figures_and_arrays(env):
                                        (item_a.label, item_b.label), "gate")
     expl = resources.explain(request, item_a.data, item_b.data)
     chosen = [picker.ChosenImage("g:" + i.id, i.id, i.data, i.sha256, i.label, i.class_name) for i in (item_a, item_b)]
-    ctx = views.Context(expl, views.DisplaySettings(3, "viridis", 0.5, "pair", "layer4", "gradcam"),
+    ctx = common.Context(expl, common.DisplaySettings(3, "viridis", 0.5, "pair", "layer4", "gradcam"),
                         chosen[0], chosen[1], ckpt, None)
-    assert views.figure_bytes(ctx, "channels", "pdf", 150).startswith(b"%PDF")
-    assert b"<svg" in views.figure_bytes(ctx, "summary", "svg", 150)[:2000]
-    png = views.figure_bytes(ctx, "cams", "png", 100)
+    assert export.figure_bytes(ctx, "channels", "pdf", 150).startswith(b"%PDF")
+    assert b"<svg" in export.figure_bytes(ctx, "summary", "svg", 150)[:2000]
+    png = export.figure_bytes(ctx, "cams", "png", 100)
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size[0] > 200
-    with np.load(io.BytesIO(views.npz_bytes(expl))) as arrays:
+    with np.load(io.BytesIO(export.npz_bytes(expl))) as arrays:
         assert arrays["gate1"].shape == expl.gate1.shape
     assert json.loads(expl.to_json())["targets"] == [item_a.label, item_b.label]
 
@@ -282,11 +304,13 @@ def test_gates_topk_and_walkthrough_show_the_explanations_own_numbers(pair, monk
     for value in (e.p_self1, e.p_other1, e.p_self2, e.p_other2, e.rank_term1 + e.rank_term2):
         assert f"{value:.3f}" in latex
     # "Mutual & gates": the labelled top-k dots
+    _open(at, "Mutual & gates")
     spec = json.loads(next(c for c in at.get("plotly_chart") if "top-k of g" in c.proto.spec).proto.spec)
     dots = {trace["name"]: {int(t) for t in trace["text"]} for trace in spec["data"] if trace.get("text")}
     assert dots["top-k of g₁"] == set(e.gate_order1[:k].tolist())
     assert dots["top-k of g₂"] == set(e.gate_order2[:k].tolist())
     # "Top-k channels": captions '#c · g₁ v', rows A and B of g₁'s set, then of g₂'s set
+    _open(at, "Top-k channels")
     captions = [sub.caption for img in at.get("image") for sub in img.proto.imgs if sub.caption.startswith("#")]
     shown = [int(c[1:].split(" ")[0]) for c in captions]
     assert shown[:k] == shown[k:2 * k] == e.gate_order1[:k].tolist()

@@ -117,7 +117,13 @@ def test_hostile_class_names_reach_the_page_only_escaped(app):
     assert any(w.value == md("1 gallery.json entry skipped (bad or missing file, label or class name)")
                for w in app.warning)
     # Plotly labels (top-5 chart) carry the names as entities, never as tags
+    from app.tabs import TAB_KEY, TABS
+
+    app.session_state[TAB_KEY] = "Predictions"  # only the open tab runs
+    app.run()
     charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    app.session_state[TAB_KEY] = TABS[0].label
+    app.run()
     labels = [y for chart in charts for trace in chart.get("data", []) for y in trace.get("y", []) or []
               if isinstance(y, str)]
     assert labels and not any("<img" in y or "<iframe" in y for y in labels)

@@ -1,0 +1,74 @@
+"""The pair's header: page style, each image's card and the pair summary above the tabs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.tabs.common import Context, class_name
+from app.text import md
+
+__all__ = ["draw_image_card", "draw_pair_summary", "inject_css"]
+
+
+def inject_css() -> None:
+    st.markdown(
+        """
+<style>
+  .block-container {padding-top: 2.2rem; max-width: 1500px;}
+  h1 {font-size: 1.9rem !important; margin-bottom: 0 !important;}
+  [data-testid="stCaptionContainer"] {line-height: 1.35;}
+  .apinet-tag {display:inline-block; padding:0 .45em; border-radius:.4em; font-size:.8rem;
+               font-weight:600; color:white; margin-right:.3em;}
+  .apinet-a {background:#1f6feb;} .apinet-b {background:#e8590c;}
+  [class*="st-key-set_"] button {padding: 0 .1rem; min-height: 1.9rem; min-width: 0;}
+  [class*="st-key-set_"] button p {font-size: .85rem; font-weight: 600;}
+  .apinet-maphead {font-size:.8rem; font-weight:600; text-align:center; margin:.1rem 0;}
+</style>""",
+        unsafe_allow_html=True,
+    )
+
+
+def _prediction_line(expl, key: str, target: int | None) -> str:
+    if key not in expl.probabilities:
+        return ""
+    (top,), (p_top,) = expl.top_classes(key, 1)
+    top = int(top)
+    mark = "" if target is None else (" — correct" if top == target else " — wrong")
+    return f"API-Net predicts {md(class_name(expl, top))} ({p_top:.0%}){mark}"
+
+
+def draw_image_card(ctx: Context, tag: str) -> None:
+    """One image of the pair as the model sees it, with its class and API-Net's prediction."""
+    expl = ctx.expl
+    chosen, image, which = (ctx.image_a, expl.image1, "1") if tag == "A" else (ctx.image_b, expl.image2, "2")
+    st.markdown(f'<span class="apinet-tag apinet-{tag.lower()}">{tag}</span> '
+                f'**{md(chosen.class_name) if chosen.class_name else "your image (no label)"}**',
+                unsafe_allow_html=True)
+    st.image(image, width="stretch")
+    st.caption(_prediction_line(expl, f"{which}_test", chosen.label) + " · model input after preprocessing")
+    unusual = expl.unusual[0 if tag == "A" else 1]
+    if unusual:
+        st.warning(md(unusual), icon=":material/help:")
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 3) + 0.0:+.3f}"
+
+
+def draw_pair_summary(ctx: Context) -> None:
+    expl = ctx.expl
+    t1, t2 = expl.targets
+    kind = "**intra** pair (same class)" if t1 == t2 else "**inter** pair (different classes)"
+    st.markdown(f"An {kind}: A → **{md(class_name(expl, t1))}**, B → **{md(class_name(expl, t2))}**.")
+    m1, m2 = st.columns(2)
+    m1.metric("A: p_self − p_other", _signed(expl.p_self1 - expl.p_other1), border=True,
+              help="Score of A's target class with its own gate minus with B's gate. The ranking loss "
+                   f"wants at least +{expl.rank_margin:g}.")
+    m2.metric("B: p_self − p_other", _signed(expl.p_self2 - expl.p_other2), border=True,
+              help="Score of B's target class with its own gate minus with A's gate.")
+    how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
+        else "API-Net's predictions (uploads have no label)"
+    st.caption(f"Targets: {how}. Ranking-loss terms {expl.rank_term1:.3f} (A), {expl.rank_term2:.3f} (B). "
+               f"API-Net {md(ctx.apinet.label)} ({md(ctx.apinet.backbone)})"
+               + (f" vs baseline {md(ctx.baseline.label)}." if ctx.baseline else "; no baseline."))
+
