@@ -4,7 +4,8 @@ positions is to it (cosine similarity of API-Net's last feature vectors, ``corre
 Plotly reports no selection on image or heatmap traces (streamlit/streamlit#8760), so the clickable
 picture carries one invisible square marker per feature cell; the clicked marker's ``x`` / ``y`` (display
 pixels) give the cell through :func:`apinet.explain.feature_cell`. Two sliders (row, column) pick the
-same cell without a mouse; a click moves them.
+same cell without a mouse; a click moves them. The tab body is a fragment: a new cell reruns it alone
+(about 30 ms), not the page.
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def _picker_figure(image: np.ndarray, grid: tuple[int, int], title: str):
 
 
 def draw(ctx: Context) -> None:
+    """The tab; a click or a slider reruns only :func:`_match` (a fragment), not the page."""
+    _match(ctx)
+
+
+@st.fragment
+def _match(ctx: Context) -> None:
     from apinet.explain import correspondence_map
 
     e, s = ctx.expl, ctx.settings
