@@ -23,6 +23,7 @@ __all__ = ["cell_from_selection", "draw", "mark_cell"]
 ROW, COL, REVERSE, CLICK = "match_row", "match_col", "match_reverse", "match_click"
 PICK_COLOUR = (255, 214, 0)  # the picked cell
 BEST_COLOUR = (0, 230, 118)  # the best-matching cell
+_PLOT_HEIGHT, _PLOT_TOP = 340, 28  # px: the clickable picture (the partner's map is drawn as large)
 
 
 def cell_from_selection(selection: Any, expl) -> tuple[int, int] | None:
@@ -82,11 +83,11 @@ def _picker_figure(image: np.ndarray, grid: tuple[int, int], title: str):
         x=xs, y=ys, mode="markers", name="cells",
         customdata=np.stack([rows.ravel(), cols.ravel()], axis=1),
         hovertemplate="cell (%{customdata[0]}, %{customdata[1]})<extra></extra>",
-        marker={"symbol": "square", "size": max(6, int(300 / max(h, w))), "color": "rgba(255,255,255,0.01)", "line": {"width": 0}},
+        marker={"symbol": "square", "size": max(6, int((_PLOT_HEIGHT - _PLOT_TOP) / max(h, w))), "color": "rgba(255,255,255,0.01)", "line": {"width": 0}},
         selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 1.0}}))
     fig.update_layout(
-        title={"text": plotly_text(title), "font": {"size": 13}}, margin={"l": 0, "r": 0, "t": 28, "b": 0},
-        height=340, showlegend=False, dragmode=False, clickmode="event+select",
+        title={"text": plotly_text(title), "font": {"size": 13}}, margin={"l": 0, "r": 0, "t": _PLOT_TOP, "b": 0},
+        height=_PLOT_HEIGHT, showlegend=False, dragmode=False, clickmode="event+select",
         xaxis={"visible": False, "range": [0, big_w]}, yaxis={"visible": False, "range": [big_h, 0]})
     return fig
 
@@ -136,7 +137,7 @@ def _match(ctx: Context) -> None:
                         config={"displayModeBar": False}, width="stretch")
     with right:
         st.markdown(f"**{dst_tag}**: similarity to {src_tag}'s cell ({row}, {col})")
-        st.image(dst, width=340)
+        st.container(key="match_map").image(dst, width=_PLOT_HEIGHT - _PLOT_TOP)
     same = float(sim[row, col]) if (row < sim.shape[0] and col < sim.shape[1]) else float("nan")
     st.markdown(f"Best match on {dst_tag}: cell **{corr.best}**, cosine **{float(sim[corr.best]):.3f}** · "
                 f"at the same cell ({row}, {col}): {same:.3f} · mean over {dst_tag}: {float(sim.mean()):.3f}")
