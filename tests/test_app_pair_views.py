@@ -83,8 +83,26 @@ def test_exact_tab_shows_the_explanations_logits(env):
     # every number shown pairs a reconstruction with the model's own value, equal to 3 decimals
     pairs = re.findall(r"= (-?[+]?\d+\.\d{3}) \(model: (-?[+]?\d+\.\d{3})\)", text)
     assert len(pairs) == 6 and all(float(x) == float(y) for x, y in pairs)
-    # six signed overlays, three per image
-    assert sum(1 for cap in _image_captions(at) if cap.startswith(("self:", "other:", "contrast:"))) == 6
+    # six signed overlays, three per image, on symmetric ranges: per pair (the sidebar's default scope),
+    # then per map
+    from apinet.render import signed_scale
+    from app.tabs.common import fmt_num
+
+    def shown():
+        return [c for c in _image_captions(at) if c.startswith(("self:", "other:", "contrast:"))]
+
+    assert len(shown()) == 6
+    for j, kind in enumerate(("self", "other", "contrast")):
+        maps = [e.exact_cams[f"{i}_{kind}"].raw for i in (1, 2)]
+        lo, hi = signed_scale(maps, "pair")
+        assert lo == -hi and shown()[j].endswith(f"±{fmt_num(hi)}") and shown()[3 + j].endswith(f"±{fmt_num(hi)}")
+    at.sidebar.radio(key="scope").set_value("map")
+    at.run()
+    _ok(at)
+    for j, kind in enumerate(("self", "other", "contrast")):
+        for i in (1, 2):
+            m = float(np.max(np.abs(e.exact_cams[f"{i}_{kind}"].raw)))
+            assert shown()[3 * (i - 1) + j].endswith(f"±{fmt_num(m)}")
 
 
 def test_contrast_tab_names_the_classes_and_its_numbers_are_the_logit_differences(env):
@@ -205,7 +223,8 @@ def test_outline_of_the_differing_part_and_the_pointing_game(env):
     masks = _sibling_masks(env, SIBLINGS)
     assert all(m.any() for m in masks) and masks[0].shape == e.image1.shape[:2]
     assert "Outlined: the **crown**" in " ".join(_captions(at))
-    caps = [c for c in _image_captions(at) if c.startswith(("A · crown:", "B · crown:"))]
+    caps = [f"{c[0]} · crown: {c.rsplit(' ', 1)[1]}" for c in _image_captions(at)
+            if c.startswith(("A · ", "B · ")) and " · crown: " in c]
     expected = []
     for key in ("apinet/test/class_contrast", "baseline/test/class_contrast", "apinet/pair/class_contrast",
                 "apinet/test/finercam", "baseline/test/finercam"):
@@ -223,7 +242,7 @@ def test_outline_of_the_differing_part_and_the_pointing_game(env):
     assert len(exact) == 6
     rec = e.exact_cams["1_contrast"]
     hit = pointing_game(rec.raw, masks[0], standard_tolerance(masks[0].shape[0]))
-    assert f"contrast: self − other · crown: {'hit' if hit else 'miss'}" in exact[:3]
+    assert exact[2].startswith("contrast: self − other · ±") and exact[2].endswith(f"· crown: {'hit' if hit else 'miss'}")
 
 
 def test_outline_says_why_there_is_none(env):

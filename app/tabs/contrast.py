@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import outline
-from app.tabs.common import Context, class_name, render_api, scope_caption
+from app.tabs.common import Context, class_name, fmt_num, render_api, scope_caption
 from app.tabs.exact import DIVERGING, signed_legend
 from app.text import md
 
@@ -82,7 +82,8 @@ def draw(ctx: Context) -> None:
         for image, col in ((1, cols[0]), (2, cols[1])):
             ov = panel.overlay1 if image == 1 else panel.overlay2
             raw = rec.raw1 if image == 1 else rec.raw2
-            caption = "A" if image == 1 else "B"
+            lo, hi = panel.range1 if image == 1 else panel.range2
+            caption = ("A" if image == 1 else "B") + (f" · ±{fmt_num(hi)}" if panel.signed else "")
             if masks is not None:
                 mask = masks.mask1 if image == 1 else masks.mask2
                 ov = outline.annotate(ov, mask, outline.argmax_pixel(raw, mask.shape))
@@ -92,6 +93,5 @@ def draw(ctx: Context) -> None:
                 if rec.method == "class_contrast" and (rec.offset1 is not None):
                     st.caption(contrast_numbers(e, str(key), image))
                 else:
-                    lo, hi = panel.range1 if image == 1 else panel.range2
                     st.caption(f"Finer-CAM (raw, ReLU'd) · range [{lo:.3g}, {hi:.3g}]")
     st.caption(scope_caption(s.scope) + f" Sequential maps use the sidebar colormap ({md(s.cmap)}).")

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import outline
-from app.tabs.common import Context, class_name, colorbar, fmt_num, render_api, scope_caption, shared_range
+from app.tabs.common import Context, class_name, fmt_num, render_api, scope_caption, shared_range
 from app.text import md
 
 __all__ = ["DIVERGING", "draw", "exact_numbers", "signed_legend"]
@@ -37,11 +37,16 @@ def signed_legend(grid, units: str) -> None:
     if not signed:
         return
     shared = shared_range(type(grid)(grid.view, signed, grid.cmap, grid.alpha, grid.scope))
+    lut = np.asarray(render_api().colormap_lut(DIVERGING))
+    left, mid, right = st.columns([1.3, 3, 4.5], vertical_alignment="center", gap="small")
     if shared is not None:
-        colorbar(DIVERGING, f"{fmt_num(shared[0])} (lowers)", f"{fmt_num(shared[1])} (raises)", units)
+        left.caption(f"{fmt_num(shared[0])} lowers")
+        right.caption(f"{fmt_num(shared[1])} raises · {units}, 0 = white")
     else:
-        colorbar(DIVERGING, "− (lowers)", "+ (raises)",
-                 f"{units}, symmetric range per {'map' if grid.scope == 'map' else 'pair'}, 0 = white")
+        left.caption("lowers the score")
+        right.caption(f"raises it · {units}; symmetric range per {'map' if grid.scope == 'map' else 'pair'} "
+                      "(± under each map), 0 = white")
+    mid.image(np.repeat(lut[None], 10, axis=0), width="stretch")
 
 
 def draw(ctx: Context) -> None:
@@ -73,7 +78,8 @@ def draw(ctx: Context) -> None:
                 continue
             ov = panel.overlay1 if image == 1 else panel.overlay2
             rec = e.exact_cams[f"{image}_{kind}"]
-            caption = title
+            lo, hi = panel.range1 if image == 1 else panel.range2
+            caption = f"{title} · ±{fmt_num(max(abs(lo), abs(hi)))}"
             if masks is not None:
                 mask = masks.mask1 if image == 1 else masks.mask2
                 ov = outline.annotate(ov, mask, outline.argmax_pixel(rec.raw, mask.shape))

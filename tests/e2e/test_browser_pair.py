@@ -75,6 +75,16 @@ def _click_cell(page, index: int) -> None:
     page.mouse.click(x, y)
 
 
+def _shoot(page, heading: str, path: Path) -> None:
+    """A tall screenshot of the open tab from its heading down (the page scrolls inside Streamlit's main
+    container, so full_page would show the top only)."""
+    page.set_viewport_size({"width": WIDE["width"], "height": 2000})
+    page.get_by_role("heading", name=heading).first.evaluate("e => e.scrollIntoView()")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=False)
+    page.set_viewport_size(WIDE)
+
+
 def _wait_cell(page, cell: tuple[int, int], timeout: float = 30) -> float:
     """Seconds until the sliders show ``cell`` (a click reruns only the tab's fragment)."""
     tic = time.monotonic()
@@ -122,11 +132,11 @@ def test_match_tab_follows_clicks_and_pair_tabs_render(app_url, browser, shots):
     _no_exception(page)
     assert page.get_by_text(re.compile("Outlined: the crown")).count() == 1
     assert page.get_by_text(re.compile(r"· crown: (hit|miss)")).count() >= 8
-    page.screenshot(path=str(shots / "pair_02_contrast_light.png"), full_page=False)
+    _shoot(page, "Why A, not B?", shots / "pair_02_contrast_light.png")
 
     page.get_by_role("tab", name="Exact maps").click()
     run = wait_ready(page, run)
     _no_exception(page)
     assert page.get_by_text(re.compile(r"logit_self\(c\) = -?\d+\.\d{3} \(model: ")).count() == 2
-    page.screenshot(path=str(shots / "pair_03_exact_light.png"), full_page=False)
+    _shoot(page, "Exact maps: where each pair-path logit comes from", shots / "pair_03_exact_light.png")
     page.close()
