@@ -321,3 +321,37 @@ def test_export_tab_makes_the_multi_pair_figure(env):
     _ok(at)
     assert "Last multi-pair figure: 3 pairs, view exact." in " ".join(_captions(at))
     assert {b.proto.label for b in at.get("download_button")} >= {"3 pairs · PDF", "3 pairs · SVG", "3 pairs · PNG"}
+
+
+def test_hostile_class_names_reach_the_pair_tabs_only_escaped(tmp_path_factory, monkeypatch):
+    from app.text import md
+    from tests.test_untrusted_text import HOSTILE, make_hostile_assets
+
+    assets = make_hostile_assets(tmp_path_factory.mktemp("hostile-pair"))
+    monkeypatch.setenv("APINET_CHECKPOINT_DIR", str(assets["checkpoints"]))
+    monkeypatch.setenv("APINET_RUNS_DIR", str(assets["runs"]))
+    monkeypatch.setenv("APINET_GALLERY_DIR", str(assets["gallery"]))
+    at = _app().run()
+    _ok(at)
+    for label, toggle in (("Exact maps", "exact_outline"), ("Why A, not B", "contrast_outline"),
+                          ("Where does it match?", None), ("Export", None)):
+        _open(at, label)
+        if toggle:
+            at.toggle(key=toggle).set_value(True)
+            at.run()
+            _ok(at)
+            assert "not SynthBirds'" in " ".join(i.value for i in at.info)  # renamed classes: no masks
+        texts = [e.value for kind in ("markdown", "caption", "info") for e in getattr(at, kind)]
+        texts += [c for img in at.get("image") for c in img.captions]
+        page = "\n".join(texts)
+        assert not any(name in page for name in HOSTILE), label
+        if label == "Why A, not B":
+            assert md(HOSTILE[0]) in page and md(HOSTILE[1]) in page
+        for chart in at.get("plotly_chart"):
+            spec = chart.proto.spec
+            assert "<img" not in spec and "<iframe" not in spec
+    assert any("<img" in o for o in at.multiselect(key="export_pairs").options)  # plain-text options
+    at.button(key="export_multi_make").click()
+    at.run()
+    _ok(at)
+    assert "Last multi-pair figure: 3 pairs" in " ".join(c.value for c in at.caption)
