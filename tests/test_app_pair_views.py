@@ -313,8 +313,16 @@ def test_export_offers_every_view_and_sizes_the_figure_for_a_paper(env):
 
 
 def test_export_tab_makes_the_multi_pair_figure(env):
+    import json
+
     at = _open(_app(*SIBLINGS).run(), "Export")
     assert len(at.multiselect(key="export_pairs").value) == 2
+    at.radio(key="export_width").set_value("single")
+    at.select_slider(key="export_font").set_value(9.0)
+    at.run()
+    _ok(at)
+    settings = json.loads(at.code[-1].value)
+    assert settings["width"] == "single" and settings["font_size"] == 9.0 and settings["view"] == "summary"
     at.selectbox(key="export_view").set_value("exact")
     at.button(key="export_multi_make").click()
     at.run()
@@ -355,3 +363,24 @@ def test_hostile_class_names_reach_the_pair_tabs_only_escaped(tmp_path_factory, 
     at.run()
     _ok(at)
     assert "Last multi-pair figure: 3 pairs" in " ".join(c.value for c in at.caption)
+
+
+def test_part_masks_of_the_in_memory_gallery(tmp_path):
+    """Without gallery.json the app renders SynthBirds test images in memory; their ids name the index."""
+    from apinet.data import SynthBirds
+    from apinet.data.contrast_pairs import mask_to_input
+    from apinet.data.transforms import Preprocess
+    from app import outline
+    from tests.app_checkpoints import make_app_assets
+
+    assets = make_app_assets(tmp_path / "a")
+    empty = tmp_path / "no-gallery"
+    empty.mkdir()
+    ckpt = assets["checkpoints"] / "apinet_synthbirds.safetensors"
+    mask, why = outline.regenerate_masks.__wrapped__(str(empty), "test_0002_double-barred-finch", "x", "wing",
+                                                     str(ckpt), "y")
+    from apinet import load_card
+
+    pre = Preprocess.from_card(load_card(ckpt))
+    expected = mask_to_input(SynthBirds(split="test").sample(2).masks["wing"], pre)
+    assert why == "" and mask is not None and np.array_equal(mask, expected) and mask.shape == (64, 64)
