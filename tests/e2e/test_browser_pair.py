@@ -141,11 +141,3 @@ def test_match_tab_follows_clicks_and_pair_tabs_render(app_url, browser, shots):
     _shoot(page, "Exact maps: where each pair-path logit comes from", shots / "pair_03_exact_light.png")
     page.close()
 
-    dark = browser.new_page(viewport=WIDE, color_scheme="dark")  # Streamlit follows the system theme
-    dark.goto(app_url + "/" + PAIR)
-    run = wait_ready(dark, timeout=120)
-    dark.get_by_role("tab", name="Why A, not B").click()
-    wait_ready(dark, run)
-    _no_exception(dark)
-    _shoot(dark, "Why A, not B?", shots / "pair_04_contrast_dark.png")
-    dark.close()
