@@ -14,6 +14,7 @@ from typing import Callable
 import streamlit as st
 
 from app.tabs import a2, cams, channels, export, gates, ltpa, predictions, walkthrough
+from app.tabs import contrast, correspondence, exact
 from app.tabs.common import Context, DisplaySettings
 
 __all__ = ["Context", "DisplaySettings", "TABS", "TAB_KEY", "Tab", "by_slug", "draw_tabs"]
@@ -36,6 +37,9 @@ TABS: tuple[Tab, ...] = (
     Tab("ltpa", "LTPA attention", ltpa.draw),
     Tab("cam", "Grad-CAM", cams.draw),
     Tab("a2", "A² maps", a2.draw),
+    Tab("exact", "Exact maps", exact.draw),
+    Tab("contrast", "Why A, not B", contrast.draw),
+    Tab("match", "Where does it match?", correspondence.draw),
     Tab("predictions", "Predictions", predictions.draw),
     Tab("export", "Export", export.draw),
 )

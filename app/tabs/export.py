@@ -1,44 +1,59 @@
-"""Export: publication figures (PDF, SVG, PNG), the raw arrays (NPZ) and the summary (JSON)."""
+"""Export: publication figures (PDF, SVG, PNG) of every view ``apinet.render`` offers, sized for a
+paper column, one pair or several pairs as rows of one figure; the raw arrays (NPZ) and the summary (JSON)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
-from app.tabs.common import Context, render_api
+from app.tabs.common import Context, class_name, render_api
 
-__all__ = ["draw"]
+__all__ = ["PairChoice", "draw", "figure_bytes", "figure_settings", "multi_figure_bytes", "npz_bytes",
+           "pair_choices"]
+
+WIDTHS = {"single": "single column (3.3 in)", "double": "two columns (6.9 in)"}
+FONT_SIZES = (7.0, 8.0, 9.0, 10.0)
+FORMATS = (("pdf", "application/pdf"), ("svg", "image/svg+xml"), ("png", "image/png"))
+_MULTI = "_export_multi"  # session_state: (choice key, {fmt: bytes}) of the last multi-pair figure
 
 
-_FIGURE_VIEWS = {"summary": "Summary (images, top channels, gates, scores)", "channels": "Top-k channels",
-                 "ltpa": "LTPA maps (current stage)", "cams": "CAMs (current method)", "a2": "A² maps"}
-
-
-def figure_settings(ctx: Context, view: str, dpi: int):
+def figure_settings(ctx: Context, view: str, dpi: int, *, width: str | float = "double", font_size: float = 7.0):
     """The :class:`apinet.render.FigureSettings` of the current display settings."""
     e, s = ctx.expl, ctx.settings
     return render_api().FigureSettings(
-        view=view, cmap=s.cmap, alpha=s.alpha, scope=s.scope, k=s.k, dpi=dpi,
+        view=view, cmap=s.cmap, alpha=s.alpha, scope=s.scope, k=s.k, dpi=dpi, width=width, font_size=font_size,
         channel_sets=[c for c in ("apinet_gate1", "apinet_gate2", "baseline_top") if c in e.channels],
         ltpa_keys=[k for k in e.ltpa if k.endswith("/" + s.stage)] or None,
         cam_keys=[k for k in e.cams if k.endswith("/" + s.cam)] or None,
     )
 
 
-def figure_bytes(ctx: Context, view: str, fmt: str, dpi: int) -> bytes:
-    """The figure of ``view`` as PDF / SVG / PNG bytes (drawn by apinet.render; no model runs)."""
-    import tempfile
+def _save(fig, fmt: str, dpi: int) -> bytes:
+    import io
 
     import matplotlib.pyplot as plt
 
-    render = render_api()
-    settings = figure_settings(ctx, view, dpi)
-    fig = render.pair_figure(ctx.expl, view, settings)
     try:
-        with tempfile.TemporaryDirectory(prefix="apinet-fig-") as tmp:
-            path = render.save_figure(fig, f"{tmp}/figure.{fmt}", dpi=dpi)
-            return path.read_bytes()
+        buffer = io.BytesIO()
+        render_api().save_figure(fig, buffer, dpi=dpi, format=fmt)
+        return buffer.getvalue()
     finally:
         plt.close(fig)
+
+
+def figure_bytes(ctx: Context, view: str, fmt: str, dpi: int, *, width: str | float = "double",
+                 font_size: float = 7.0) -> bytes:
+    """The figure of ``view`` as PDF / SVG / PNG bytes (drawn by apinet.render; no model runs)."""
+    settings = figure_settings(ctx, view, dpi, width=width, font_size=font_size)
+    return _save(render_api().pair_figure(ctx.expl, view, settings), fmt, dpi)
+
+
+def multi_figure_bytes(ctx: Context, expls, names, view: str, fmt: str, dpi: int, *, width: str | float = "double",
+                       font_size: float = 7.0) -> bytes:
+    """Several pairs as rows of one figure (:func:`apinet.render.multi_pair_figure`)."""
+    settings = figure_settings(ctx, view, dpi, width=width, font_size=font_size)
+    return _save(render_api().multi_pair_figure(list(expls), view, settings, names=list(names)), fmt, dpi)
 
 
 def npz_bytes(expl) -> bytes:
@@ -52,21 +67,115 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]
 
 
+@dataclass(frozen=True)
+class PairChoice:
+    """A gallery pair offered for the multi-pair figure."""
+
+    label: str  # "Red-crowned Finch vs Golden-crowned Finch (crown)"
+    id_a: str
+    id_b: str
+
+
+def pair_choices(gallery) -> list[PairChoice]:
+    """One pair per SynthBirds sibling class pair the gallery holds (first image of each class; the
+    two classes differ in exactly one part); for another gallery, each class with the next one."""
+    from apinet.data import SynthBirds
+
+    firsts = {}
+    for item in gallery.items:
+        firsts.setdefault(item.label, item)
+    out = []
+    if list(gallery.classes) == list(SynthBirds.CLASSES):
+        for a, b, part in SynthBirds.sibling_pairs():
+            if a in firsts and b in firsts:
+                out.append(PairChoice(f"{firsts[a].class_name} vs {firsts[b].class_name} ({part})",
+                                      firsts[a].id, firsts[b].id))
+        return out
+    labels = sorted(firsts)
+    return [PairChoice(f"{firsts[a].class_name} vs {firsts[b].class_name}", firsts[a].id, firsts[b].id)
+            for a, b in zip(labels, labels[1:])]
+
+
+def _explain_choice(ctx: Context, gallery, choice: PairChoice):
+    from app import resources
+
+    a, b = gallery.get(choice.id_a), gallery.get(choice.id_b)
+    base = ctx.baseline
+    request = resources.ExplainRequest(
+        apinet_path=ctx.apinet.path, apinet_sha=ctx.apinet.sha256,
+        baseline_path=base.path if base else None, baseline_sha=base.sha256 if base else None,
+        image_a_sha=a.sha256, image_b_sha=b.sha256, targets=(a.label, b.label),
+        rank_by=(ctx.expl.settings or {}).get("rank_by", "gate"))
+    return resources.explain(request, a.data, b.data)
+
+
+def _pair_name(e) -> str:
+    return f"{class_name(e, e.targets[0])} vs {class_name(e, e.targets[1])}"
+
+
+def _views(*expls):
+    render = render_api()
+    slugs = [{v.slug for v in render.available_views(e)} for e in expls]
+    return [v for v in render.VIEW_LIST if all(v.slug in s for s in slugs)]
+
+
+def _multi_section(ctx: Context, view: str, dpi: int, width: str, font_size: float) -> None:
+    from app import config, resources
+
+    gallery = resources.load_gallery(str(config.paths_from_env().gallery))
+    choices = pair_choices(gallery)
+    by_label = {c.label: c for c in choices}
+    st.caption("The current pair plus the gallery pairs chosen here (SynthBirds: sibling classes, which differ in "
+               "exactly one part), one row each. Pairs not seen yet are explained once and cached.")
+    chosen = st.multiselect("Gallery pairs", list(by_label), default=list(by_label)[:2], key="export_pairs",
+                            max_selections=7)
+    include = st.checkbox("Include the current pair as the first row", value=True, key="export_current")
+    if st.button("Make the multi-pair figure", key="export_multi_make", icon=":material/view_agenda:"):
+        with st.spinner("Explaining the pairs…"):
+            expls = ([ctx.expl] if include else []) + [_explain_choice(ctx, gallery, by_label[c]) for c in chosen]
+        if not expls:
+            st.info("Choose at least one pair.")
+            return
+        names = [_pair_name(e) for e in expls]
+        usable = {v.slug for v in _views(*expls)}
+        slug = view if view in usable else "summary"
+        try:
+            files = {fmt: multi_figure_bytes(ctx, expls, names, slug, fmt, dpi,
+                                             width=width, font_size=font_size) for fmt, _ in FORMATS}
+        except ValueError as exc:
+            st.info(" ".join(str(exc).split()))
+            return
+        st.session_state[_MULTI] = (slug, len(expls), files)
+    made = st.session_state.get(_MULTI)
+    if made:
+        slug, n, files = made
+        st.caption(f"Last multi-pair figure: {n} pairs, view {slug}.")
+        cols = st.columns(len(FORMATS))
+        for col, (fmt, mime) in zip(cols, FORMATS):
+            col.download_button(f"{n} pairs · {fmt.upper()}", data=files[fmt], file_name=f"apinet_{n}_pairs_{slug}.{fmt}",
+                                mime=mime, key=f"dl_multi_{fmt}", on_click="ignore", icon=":material/download:",
+                                width="stretch")
+        st.image(files["png"], width="stretch")
+
+
 def draw(ctx: Context) -> None:
     e = ctx.expl
     st.markdown("#### Export")
     st.caption("Publication figures are drawn by `apinet.render` with the current display settings (k, "
                "colormap, opacity, normalisation scope, CAM method, LTPA stage); PDF and SVG keep editable "
-               "text. Arrays are the raw explanation (NPZ) and its scalars and settings (JSON).")
-    views = [v for v in _FIGURE_VIEWS if v != "a2" or e.a2]
-    left, right = st.columns([2, 1])
-    view = left.selectbox("Figure", views, key="export_view", format_func=_FIGURE_VIEWS.get)
-    dpi = right.select_slider("PNG resolution (dpi)", [150, 200, 300, 600], value=300, key="export_dpi")
+               "text. Signed maps (exact, class contrast) use a diverging colormap centred at zero. Arrays are the "
+               "raw explanation (NPZ) and its scalars and settings (JSON).")
+    views = {v.slug: v.label for v in _views(e)}
+    left, mid, right = st.columns([2, 1.2, 1])
+    view = left.selectbox("Figure", list(views), key="export_view", format_func=views.get)
+    width = mid.radio("Paper width", list(WIDTHS), format_func=WIDTHS.get, key="export_width", horizontal=True)
+    font_size = right.select_slider("Font size (pt)", FONT_SIZES, value=7.0, key="export_font")
+    dpi = st.select_slider("PNG resolution (dpi)", [150, 200, 300, 600], value=300, key="export_dpi")
     stem = _slug(f"apinet_{ctx.image_a.name}_vs_{ctx.image_b.name}")
     cols = st.columns(5)
-    for col, fmt, mime in ((cols[0], "pdf", "application/pdf"), (cols[1], "svg", "image/svg+xml"),
-                           (cols[2], "png", "image/png")):
-        col.download_button(f"Figure · {fmt.upper()}", data=lambda fmt=fmt: figure_bytes(ctx, view, fmt, dpi),
+    for col, (fmt, mime) in zip(cols, FORMATS):
+        col.download_button(f"Figure · {fmt.upper()}",
+                            data=lambda fmt=fmt: figure_bytes(ctx, view, fmt, dpi, width=width, font_size=font_size),
                             file_name=f"{stem}_{view}.{fmt}", mime=mime, key=f"dl_{fmt}", on_click="ignore",
                             icon=":material/download:", width="stretch")
     cols[3].download_button("Arrays · NPZ", data=lambda: npz_bytes(e), file_name=f"{stem}.npz",
@@ -78,8 +187,10 @@ def draw(ctx: Context) -> None:
     if st.toggle("Preview the figure", key="export_preview",
                  help="Draws the figure on every change while on (about a second)."):
         try:
-            st.image(figure_bytes(ctx, view, "png", 100), width="stretch")
+            st.image(figure_bytes(ctx, view, "png", 100, width=width, font_size=font_size), width="stretch")
         except ValueError as exc:
             st.info(" ".join(str(exc).split()))
+    with st.expander("Several pairs in one figure", icon=":material/view_agenda:"):
+        _multi_section(ctx, view, dpi, width, font_size)
     with st.expander("Figure settings as JSON (to remake it with apinet.render)", icon=":material/tune:"):
-        st.code(figure_settings(ctx, view, dpi).to_json(), language="json")
+        st.code(figure_settings(ctx, view, dpi, width=width, font_size=font_size).to_json(), language="json")

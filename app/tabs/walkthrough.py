@@ -68,6 +68,11 @@ def draw(ctx: Context) -> None:
     st.latex(rf"\mathcal{{L}}_{{rk}} = \max(0,\ p_1^{{other}} - p_1^{{self}} + \epsilon) + "
              rf"\max(0,\ p_2^{{other}} - p_2^{{self}} + \epsilon) = {e.rank_term1:.3f} + {e.rank_term2:.3f} "
              rf"= {e.rank_term1 + e.rank_term2:.3f}")
+    if "1_contrast" in e.exact_cams:
+        gap = e.exact_cams["1_contrast"].reconstructed()
+        st.markdown(f"On this pair, A's contrast map (tab *Exact maps*) averages logit_self − logit_other = "
+                    f"{gap:+.3f} (p_self − p_other = {e.p_self1 - e.p_other1:+.3f}): where it is positive, A's own "
+                    "gate raises its class score more than B's gate would — the gap the ranking loss widens.")
     st.caption("At test time API-Net classifies each image alone (x → classifier, no pairing), as in the "
                "paper; the pairing explains *what the network learned to compare*.")
 
