@@ -30,7 +30,6 @@ import torch
 from PIL import Image
 
 from apinet import CheckpointError, load_card, load_model
-from apinet.pairs import mine_pairs
 
 __all__ = [
     "EXPLAIN_CALLS",
@@ -307,31 +306,27 @@ def suggest_partners(
 ) -> Partners:
     """API-Net's pair construction applied to the gallery: for image A, the nearest same-class and
     the nearest other-class gallery image by squared Euclidean distance of pooled features
-    (:func:`apinet.mine_pairs` on the bank plus A)."""
+    (:func:`apinet.pairs.suggest_partners` on the bank, with A as a query when it is an upload)."""
+    from apinet.pairs import suggest_partners as choose
+
     labels = [item.label for item in gallery.items]
     if gallery_id is not None and gallery.get(gallery_id) is not None:
         index = gallery.ids.index(gallery_id)
-        embeddings, label, predicted = bank, labels[index], False
+        label, predicted = labels[index], False
+        choice = choose(bank, labels, index)
     else:
         feature = _pooled_features(loaded, [_decode(data)])
         with torch.inference_mode():
             label = int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
-        embeddings, index, predicted = np.concatenate([bank, feature]), len(labels), True
-        labels = labels + [label]
-    emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-    lab = torch.tensor(labels)
-    intra, inter = mine_pairs(emb, lab, check=False)  # a class with one image has no intra partner
-    i, j = int(intra[index]), int(inter[index])
-    dist = ((emb - emb[index]) ** 2).sum(1)
-    intra_ok = i != index and i < len(gallery.items) and labels[i] == label
-    inter_ok = j < len(gallery.items) and labels[j] != label
+        predicted = True
+        choice = choose(bank, labels, 0, query=feature[0], query_label=label)
     return Partners(
         label=label,
         label_is_prediction=predicted,
-        intra=gallery.items[i].id if intra_ok else None,
-        inter=gallery.items[j].id if inter_ok else None,
-        intra_distance=float(dist[i]) if intra_ok else float("nan"),
-        inter_distance=float(dist[j]) if inter_ok else float("nan"),
+        intra=gallery.items[choice.intra].id if choice.intra is not None else None,
+        inter=gallery.items[choice.inter].id if choice.inter is not None else None,
+        intra_distance=choice.intra_distance,
+        inter_distance=choice.inter_distance,
     )
 
 
