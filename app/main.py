@@ -101,6 +101,16 @@ def _ready_marker() -> None:
     st.html(f'<div class="apinet-ready" data-run="{st.session_state["_runs"]}"></div>')
 
 
+#: Below 640 px Streamlit stacks columns; A and B stay side by side (half-width cards) so that on a
+#: phone the tabs start about two screens down instead of four.
+_NARROW_CSS = """<style>
+@media (max-width: 640px) {
+  .st-key-pair_ab [data-testid="stHorizontalBlock"] { flex-wrap: nowrap; gap: 0.75rem; }
+  .st-key-pair_ab [data-testid="stColumn"] { min-width: 0 !important; width: auto !important; flex: 1 1 0 !important; }
+}
+</style>"""
+
+
 def _runs(n: int) -> str:
     return f"{n} run{'' if n == 1 else 's'}"
 
@@ -250,7 +260,9 @@ def _page() -> None:
     _sidebar_display(stages, cams)
 
     _link_notes()
-    col_a, col_b, col_r = st.columns([1, 1, 1.45], gap="large")
+    st.html(_NARROW_CSS)
+    col_ab, col_r = st.columns([2, 1.45], gap="large")
+    col_a, col_b = col_ab.container(key="pair_ab").columns(2, gap="large")
     with col_a:
         picker.draw_selector("a", gallery)
         target_a = st.container()

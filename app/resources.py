@@ -458,10 +458,13 @@ def cam_methods() -> list[str]:
     return list(CAM_METHODS)
 
 
-#: Explanations kept per process. One pair at the paper's 448 px with a ResNet-101 holds ~MB_PER_PAIR
-#: MB (``PairExplanation.nbytes``, see benchmarks/RESULTS.md), so the cache stays under
-#: ``EXPLANATION_CACHE_ENTRIES * MB_PER_PAIR`` MB.
+#: Explanations kept per process. One pair at the paper's 448 px with ResNet-101 API-Net + baseline, as
+#: the app requests it (6 CAM methods, LTPA at 4 stages, k = 10), holds 3.9 MB of arrays and pickles to
+#: 3.9 MB (benchmarks/explanation_memory.py, benchmarks/RESULTS.md), so the explanation cache stays
+#: under 32 x 3.9 MB = about 125 MB per process (:data:`EXPLANATION_CACHE_MB`).
 EXPLANATION_CACHE_ENTRIES = 32
+MB_PER_PAIR = 3.9
+EXPLANATION_CACHE_MB = EXPLANATION_CACHE_ENTRIES * MB_PER_PAIR
 
 
 @st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)

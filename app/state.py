@@ -102,23 +102,31 @@ def restore_from_url(choices: dict[str, Sequence[Any] | None]) -> None:
         return
     st.session_state[URL_LOADED] = True
     _restore_tab()
-    notes = []
+    uploads, missing = [], []
     shared = any(key in st.query_params for key in _BY_KEY)  # a shared link, not a fresh visit
     for slot in ("a", "b"):
         if not shared:
             break
         if slot not in st.query_params:
-            notes.append(f"This link's image {slot.upper()} was an upload, which links cannot carry; "
-                         "showing a gallery image instead.")
-        else:
-            try:
-                ref = _gallery_ref(st.query_params[slot])
-            except ValueError:
-                ref = None
-            allowed = choices.get(slot)
-            if ref is None or (allowed is not None and ref not in allowed):
-                notes.append(f"This link's image {slot.upper()} is not in this gallery; showing a gallery "
-                             "image instead.")
+            uploads.append(slot.upper())
+            continue
+        try:
+            ref = _gallery_ref(st.query_params[slot])
+        except ValueError:
+            ref = None
+        allowed = choices.get(slot)
+        if ref is None or (allowed is not None and ref not in allowed):
+            missing.append(slot.upper())
+    notes = []
+    if uploads:
+        which = " and ".join(uploads)
+        notes.append(f"This link's image{'s' if len(uploads) > 1 else ''} {which} {'was an upload' if len(uploads) == 1 else 'were uploads'}, "
+                     f"which links cannot carry; showing {'a gallery image' if len(uploads) == 1 else 'gallery images'}"
+                     " instead.")
+    if missing:
+        which = " and ".join(missing)
+        notes.append(f"This link's image{'s' if len(missing) > 1 else ''} {which} {'is' if len(missing) == 1 else 'are'} not in this gallery; "
+                     f"showing {'a gallery image' if len(missing) == 1 else 'gallery images'} instead.")
     st.session_state[LINK_NOTES] = notes
     for key, param in _BY_KEY.items():
         if key not in st.query_params:

@@ -321,3 +321,13 @@ def test_the_page_shows_the_waiting_state_then_the_explanation(env, monkeypatch)
     assert labels == ["Waiting for the model (1 run ahead)…"]
     assert "after waiting for 1 run ahead" in at.status[0].label
     assert "How API-Net compares this pair" in _text(at)
+
+
+def test_link_with_settings_but_no_images_says_both_were_uploads(env):
+    at = _app()
+    at.query_params.update({"cmap": "magma", "tab": "cam"})
+    at.run()
+    _ok(at)
+    assert [i.value for i in at.info] == ["This link's images A and B were uploads, which links cannot carry; "
+                                          "showing gallery images instead."]
+    assert at.session_state.cmap == "magma" and at.query_params["tab"] == "cam"
