@@ -331,3 +331,12 @@ def test_link_with_settings_but_no_images_says_both_were_uploads(env):
     assert [i.value for i in at.info] == ["This link's images A and B were uploads, which links cannot carry; "
                                           "showing gallery images instead."]
     assert at.session_state.cmap == "magma" and at.query_params["tab"] == "cam"
+
+
+def test_clip_caption_uses_ordinals():
+    from app.tabs.common import ordinal, scope_caption
+
+    assert [ordinal(v) for v in (1, 2, 3, 4, 11, 12, 13, 21, 22, 97.5, 98, 100)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "97.5th", "98th", "100th"]
+    assert scope_caption("pair", 98.0).endswith("clipped at the 2nd / 98th percentiles.")
+    assert "clipped" not in scope_caption("pair", 100.0)

@@ -79,8 +79,16 @@ def range_text(panel) -> str:
     return f"A [{fmt_num(r1[0])}, {fmt_num(r1[1])}] · B [{fmt_num(r2[0])}, {fmt_num(r2[1])}]"
 
 
+def ordinal(value: float) -> str:
+    """``2`` -> ``"2nd"``, ``97.5`` -> ``"97.5th"``."""
+    text = f"{value:g}"
+    if float(value) != int(value) or 10 <= int(value) % 100 <= 20:
+        return text + "th"
+    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(value) % 10, "th")
+
+
 def scope_caption(scope: str, clip: float = 100.0) -> str:
-    clipped = f", clipped at the {100 - clip:g}th / {clip:g}th percentiles" if clip < 100.0 else ""
+    clipped = f", clipped at the {ordinal(100 - clip)} / {ordinal(clip)} percentiles" if clip < 100.0 else ""
     return f"Colour scale: {config.SCOPES[scope]}{clipped}."
 
 
