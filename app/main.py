@@ -66,7 +66,7 @@ def _sidebar_display(stages: list[str], cams: list[str]) -> None:
                   help="How many of the most strongly gated channels to show.")
         st.selectbox("Colormap", list(config.COLORMAPS), key="cmap")
         st.slider("Overlay opacity α", 0.0, 1.0, step=0.05, key="alpha")
-        st.slider("Clip colour scale at percentile", 90.0, 100.0, step=0.5, key="clip",
+        st.slider("Clip colour scale at percentile", 90.0, 100.0, step=0.5, key="clip", format="%.1f",
                   help="Colour scales span the [100−p, p] percentiles of the maps instead of their min and "
                        "max, so one hot cell does not wash out the rest. 100 = no clipping.")
         st.radio("Normalisation scope", list(config.SCOPES), key="scope",
@@ -162,11 +162,12 @@ def _reference_class(slot: str, image, default: int, names: list[str]) -> int:
         st.session_state.pop(ref_key, None)
     value = default if override is None else override
     st.session_state[f"_explain_as_{slot}"] = value
-    why = "gallery label" if image.label is not None else "API-Net's prediction"
+    why = "label" if image.label is not None else "predicted"
     st.selectbox(f"Explain {slot.upper()} as", list(range(len(names))), key=f"_explain_as_{slot}",
                  format_func=lambda i: " ".join(str(names[i]).split()) + (f" ({why})" if i == default else ""),
                  on_change=_set_target, args=(slot, default, image.ref),
-                 help="The reference class of this image's maps and scores (default: its " + why + "). "
+                 help="The reference class of this image's maps and scores (default: its "
+                      + ("gallery label" if image.label is not None else "class as API-Net predicts it") + "). "
                       "Changing it runs the models again.")
     return int(value)
 

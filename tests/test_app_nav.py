@@ -134,6 +134,7 @@ def test_reference_class_selectors_change_the_targets_and_the_link(env):
     assert at.query_params["ta"] == str(other) and at.session_state.ta == other
     assert f"A → **{names[other]}**".replace("-", "\\-") in _text(at)
     assert f"A → **{names[label_a]}**".replace("-", "\\-") not in _text(at)
+    assert any(c.value.startswith("Targets: chosen under Explain A / B as.") for c in at.caption)
     # back to the default: the link forgets it
     at.selectbox(key="_explain_as_a").set_value(label_a).run()
     assert "ta" not in at.query_params and _calls() == before + 1  # the default pair is still cached
@@ -159,9 +160,9 @@ def test_upload_defaults_to_the_prediction_and_can_be_overridden(env):
     assert expl_pred == resources.predicted_class(ckpt.path, ckpt.sha256, hashlib.sha256(data).hexdigest(), data)
     options = at.selectbox(key="_explain_as_a").options
     names = _class_names(env)
-    assert options[expl_pred] == f"{names[expl_pred]} (API-Net's prediction)"
+    assert options[expl_pred] == f"{names[expl_pred]} (predicted)"
     assert [o for o in options if "(" in o] == [options[expl_pred]]
-    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith("(gallery label)")
+    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith("(label)")
     # overriding an upload's class explains it as that class
     other = (expl_pred + 1) % len(names)
     at.selectbox(key="_explain_as_a").set_value(other).run()
