@@ -9,13 +9,15 @@ no host copy, no Python loop, no synchronisation in a training step.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-__all__ = ["BalancedBatchSampler", "check_minable", "mine_pairs", "squared_distances"]
+__all__ = ["BalancedBatchSampler", "PartnerChoice", "check_minable", "mine_pairs", "squared_distances",
+           "suggest_partners"]
 
 
 def squared_distances(embeddings: Tensor) -> Tensor:
@@ -72,6 +74,57 @@ def mine_pairs(embeddings: Tensor, labels: Tensor, *, check: bool = True) -> tup
     intra = torch.where(same & ~eye, dist, inf).argmin(dim=1)
     inter = torch.where(~same, dist, inf).argmin(dim=1)
     return intra, inter
+
+
+@dataclass(frozen=True)
+class PartnerChoice:
+    """The paper's two partners of one sample among a bank (indices into the bank, or ``None``)."""
+
+    intra: int | None  # nearest other sample of the same label
+    inter: int | None  # nearest sample of another label
+    intra_distance: float  # squared Euclidean distance of the pooled features (nan if no partner)
+    inter_distance: float
+
+
+def suggest_partners(features: Tensor | np.ndarray, labels: Sequence[int] | Tensor | np.ndarray, index: int,
+                     *, query: Tensor | np.ndarray | None = None, query_label: int | None = None) -> PartnerChoice:
+    """API-Net's pair construction for one sample against a bank of pooled features ``[N, D]``.
+
+    The sample is ``features[index]`` (with ``labels[index]``), or, when ``query`` (``[D]``) is given,
+    an extra sample outside the bank with ``query_label`` (``index`` is then ignored). Its intra
+    partner is the nearest *other* bank sample of the same label, its inter partner the nearest bank
+    sample of another label (squared Euclidean distance, ties to the lowest index, as
+    :func:`mine_pairs`). A label with no such sample gives ``None`` for that partner.
+    """
+    emb = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32) if isinstance(features, np.ndarray)
+                          else features).float()
+    if emb.dim() != 2:
+        raise ValueError(f"features must be [N, D], got shape {tuple(emb.shape)}")
+    lab = torch.as_tensor(labels).reshape(-1).long()
+    if lab.numel() != emb.shape[0]:
+        raise ValueError(f"{lab.numel()} labels for {emb.shape[0]} feature rows")
+    n = emb.shape[0]
+    if query is not None:
+        if query_label is None:
+            raise ValueError("a query needs its query_label")
+        q = torch.as_tensor(np.asarray(query, dtype=np.float32) if isinstance(query, np.ndarray) else query)
+        emb = torch.cat([emb, q.float().reshape(1, -1)])
+        lab = torch.cat([lab, torch.tensor([int(query_label)])])
+        index = n
+    elif not 0 <= index < n:
+        raise IndexError(f"index {index} outside a bank of {n}")
+    intra, inter = mine_pairs(emb, lab, check=False)
+    i, j = int(intra[index]), int(inter[index])
+    dist = ((emb - emb[index]) ** 2).sum(1)
+    label = int(lab[index])
+    intra_ok = i != index and i < n and int(lab[i]) == label
+    inter_ok = j < n and int(lab[j]) != label
+    return PartnerChoice(
+        intra=i if intra_ok else None,
+        inter=j if inter_ok else None,
+        intra_distance=float(dist[i]) if intra_ok else float("nan"),
+        inter_distance=float(dist[j]) if inter_ok else float("nan"),
+    )
 
 
 class BalancedBatchSampler(Sampler[list[int]]):

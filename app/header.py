@@ -68,6 +68,9 @@ def draw_pair_summary(ctx: Context) -> None:
               help="Score of B's target class with its own gate minus with A's gate.")
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
         else "API-Net's predictions (uploads have no label)"
+    labels = (ctx.image_a.label, ctx.image_b.label)
+    if None not in labels and tuple(expl.targets) != labels:  # "Explain A / B as" chose another class
+        how = "chosen under Explain A / B as"
     st.caption(f"Targets: {how}. Ranking-loss terms {expl.rank_term1:.3f} (A), {expl.rank_term2:.3f} (B). "
                f"API-Net {md(ctx.apinet.label)} ({md(ctx.apinet.backbone)})"
                + (f" vs baseline {md(ctx.baseline.label)}." if ctx.baseline else "; no baseline."))

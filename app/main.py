@@ -9,7 +9,11 @@ from app.text import md
 
 __all__ = ["main"]
 
-_RANKINGS = {"gate": "gate value g", "gate_x_activation": "gate × pooled activation (g·x)"}
+_RANKINGS = {"gate": "gate value g", "gate_x_activation": "gate × pooled activation (g·x)",
+             "contribution": "exact contribution W(1+g)x"}
+#: The first screen's one line of guidance.
+START_HERE = ("**Start here:** pick image A and image B (or press **Random pair**), then open a tab below "
+              "to see how API-Net compares them.")
 
 
 def _missing_checkpoints(paths: config.Paths, problems: list[str]) -> None:
@@ -62,6 +66,9 @@ def _sidebar_display(stages: list[str], cams: list[str]) -> None:
                   help="How many of the most strongly gated channels to show.")
         st.selectbox("Colormap", list(config.COLORMAPS), key="cmap")
         st.slider("Overlay opacity α", 0.0, 1.0, step=0.05, key="alpha")
+        st.slider("Clip colour scale at percentile", 90.0, 100.0, step=0.5, key="clip", format="%.1f",
+                  help="Colour scales span the [100−p, p] percentiles of the maps instead of their min and "
+                       "max, so one hot cell does not wash out the rest. 100 = no clipping.")
         st.radio("Normalisation scope", list(config.SCOPES), key="scope",
                  format_func=lambda s: {"map": "per map", "pair": "per pair", "models": "across models"}[s],
                  help="\n".join(f"- **{k}**: {v}" for k, v in config.SCOPES.items()))
@@ -73,6 +80,9 @@ def _sidebar_display(stages: list[str], cams: list[str]) -> None:
         st.header("Explanation")
         st.selectbox("Channel ranking", list(_RANKINGS), key="rank", format_func=_RANKINGS.get,
                      help="How the top-k channels are chosen. Changing it runs the models again.")
+        st.selectbox("CAM layer", stages, key="layer",
+                     help="Trunk stage the class activation maps are computed at (the last stage is the "
+                          "paper's). Changing it runs the models again.")
 
 
 def _default_pair(gallery) -> tuple[str, str]:
@@ -89,6 +99,77 @@ def _ready_marker() -> None:
     """An invisible element whose data-run grows with every finished run (browser tests wait on it)."""
     st.session_state["_runs"] = st.session_state.get("_runs", 0) + 1
     st.html(f'<div class="apinet-ready" data-run="{st.session_state["_runs"]}"></div>')
+
+
+#: Below 640 px Streamlit stacks columns; A and B stay side by side (half-width cards) so that on a
+#: phone the tabs start about two screens down instead of four.
+_NARROW_CSS = """<style>
+@media (max-width: 640px) {
+  .st-key-pair_ab [data-testid="stHorizontalBlock"] { flex-wrap: nowrap; gap: 0.75rem; }
+  .st-key-pair_ab [data-testid="stColumn"] { min-width: 0 !important; width: auto !important; flex: 1 1 0 !important; }
+}
+</style>"""
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
+def _waiting_label(ahead: int) -> str:
+    """The status while this session's explanation waits for a model-run slot (see resources.RUN_GATE)."""
+    return f"Waiting for the model ({_runs(ahead)} ahead)…"
+
+
+def _link_notes() -> None:
+    """What a shared link could not restore (an uploaded image), shown while its pair is still open."""
+    notes = st.session_state.get(state.LINK_NOTES) or []
+    if not notes:
+        return
+    pair = st.session_state.setdefault("_link_pair", (st.session_state.a, st.session_state.b))
+    if pair != (st.session_state.a, st.session_state.b):
+        st.session_state[state.LINK_NOTES] = []
+        return
+    for note in notes:
+        st.info(note, icon=":material/link_off:")
+
+
+def _default_target(image, ckpt) -> int:
+    """An image's default reference class: its gallery label, or API-Net's prediction for an upload."""
+    if image.label is not None:
+        return int(image.label)
+    return resources.predicted_class(ckpt.path, ckpt.sha256, image.sha256, image.data)
+
+
+def _set_target(slot: str, default: int, ref: str) -> None:
+    chosen = st.session_state.get(f"_explain_as_{slot}")
+    st.session_state[f"t{slot}"] = None if chosen == default else chosen
+    st.session_state[f"_t{slot}_ref"] = ref
+
+
+def _reference_class(slot: str, image, default: int, names: list[str]) -> int:
+    """The "Explain A as" selector: the class the maps and scores of ``slot`` refer to.
+
+    ``session_state["ta"]`` holds a choice other than the default (and so does the URL); it is
+    forgotten when the image changes, so a new image starts at its own label or prediction.
+    """
+    key, ref_key = f"t{slot}", f"_t{slot}_ref"
+    override = st.session_state.get(key)
+    if override is not None and (not 0 <= override < len(names) or override == default
+                                 or st.session_state.setdefault(ref_key, image.ref) != image.ref):
+        override = None
+    st.session_state[key] = override
+    if override is None:
+        st.session_state.pop(ref_key, None)
+    value = default if override is None else override
+    st.session_state[f"_explain_as_{slot}"] = value
+    why = "label" if image.label is not None else "predicted"
+    st.selectbox(f"Explain {slot.upper()} as", list(range(len(names))), key=f"_explain_as_{slot}",
+                 format_func=lambda i: " ".join(str(names[i]).split()) + (f" ({why})" if i == default else ""),
+                 on_change=_set_target, args=(slot, default, image.ref),
+                 help="The reference class of this image's maps and scores (default: its "
+                      + ("gallery label" if image.label is not None else "class as API-Net predicts it") + "). "
+                      "Changing it runs the models again.")
+    return int(value)
 
 
 def main() -> None:
@@ -115,6 +196,7 @@ def _page() -> None:
         "vector learned from both, a gate per image, and the channels the gates pick — next to a plain "
         "baseline on the same backbone."
     )
+    st.caption(START_HERE)
     if not apinets:
         _missing_checkpoints(paths, problems)
         return
@@ -132,7 +214,10 @@ def _page() -> None:
         "scope": list(config.SCOPES),
         "cam": cams,
         "stage": None,  # checked once the model (and so its stages) is known
+        "layer": None,
         "rank": list(_RANKINGS),
+        "ta": None,  # checked once the classes are known
+        "tb": None,
     }
     state.restore_from_url(choices)
     default_base = _default(baselines, config.DEMO_BASELINE)
@@ -148,6 +233,7 @@ def _page() -> None:
         "scope": "pair",
         "cam": cams[0],
         "rank": "gate",
+        "clip": 100.0,
     }
     state.ensure_defaults(defaults, choices)
     _sidebar_models(apinets, baselines)
@@ -171,23 +257,31 @@ def _page() -> None:
         st.code(config.TRAIN_COMMAND, language="bash")
         return
     stages = resources.stages_of(loaded)
-    state.ensure_defaults({"stage": stages[0]}, {"stage": stages})
+    state.ensure_defaults({"stage": stages[0], "layer": stages[0]}, {"stage": stages, "layer": stages})
     _sidebar_display(stages, cams)
 
-    col_a, col_b, col_r = st.columns([1, 1, 1.45], gap="large")
+    _link_notes()
+    st.html(_NARROW_CSS)
+    col_ab, col_r = st.columns([2, 1.45], gap="large")
+    col_a, col_b = col_ab.container(key="pair_ab").columns(2, gap="large")
     with col_a:
         picker.draw_selector("a", gallery)
+        target_a = st.container()
         slot_a = st.container()
     with col_b:
         picker.draw_selector("b", gallery)
+        target_b = st.container()
         slot_b = st.container()
     with col_r:
         picker.draw_actions(gallery, loaded, bank)
         picker.show_message()
         status_slot = st.container()
         summary_slot = st.container()
-    with st.expander("Browse the gallery by class", icon=":material/photo_library:"):
-        picker.draw_gallery_browser(gallery)
+    browser = st.expander("Browse the gallery by class", icon=":material/photo_library:", key="browse_open",
+                          on_change="rerun")
+    if browser.open:  # the thumbnail grid runs only while it is open
+        with browser:
+            picker.draw_gallery_browser(gallery)
     with st.expander("Upload your own two images", icon=":material/upload:"):
         picker.draw_uploads()
 
@@ -197,29 +291,50 @@ def _page() -> None:
         st.info("Choose image A and image B to start.")
         return
 
-    targets = (image_a.label, image_b.label) if image_a.label is not None and image_b.label is not None else None
+    names = list(loaded.class_names)
+    try:  # an upload's default reference class is API-Net's prediction: a forward pass that may refuse it
+        default1, default2 = _default_target(image_a, ckpt), _default_target(image_b, ckpt)
+    except Exception as exc:
+        with status_slot:
+            st.error(f"Could not explain this pair: {md(str(exc)[:300])}")
+        return
+    with target_a:
+        target1 = _reference_class("a", image_a, default1, names)
+    with target_b:
+        target2 = _reference_class("b", image_b, default2, names)
+    targets = (target1, target2)
+    layer = st.session_state.layer
     request = resources.ExplainRequest(
         apinet_path=ckpt.path, apinet_sha=ckpt.sha256,
         baseline_path=base.path if base else None, baseline_sha=base.sha256 if base else None,
         image_a_sha=image_a.sha256, image_b_sha=image_b.sha256, targets=targets,
-        rank_by=st.session_state.rank,
+        rank_by=st.session_state.rank, cam_layer=None if layer == stages[0] else layer,
     )
     with status_slot, st.status("Explaining the pair…", expanded=False) as status:
+        waited: list[int] = []
+
+        def on_wait(ahead: int) -> None:
+            waited.append(ahead)
+            status.update(label=_waiting_label(ahead), state="running")
+
         try:
-            expl = resources.explain(request, image_a.data, image_b.data)
+            expl = resources.explain(request, image_a.data, image_b.data, on_wait=on_wait)
         except Exception as exc:  # a model/explainer failure must not take the page down
             status.update(label="Explanation failed", state="error")
             st.error(f"Could not explain this pair: {md(str(exc)[:300])}")
             return
         timings = (expl.settings or {}).get("timings_s", {})
         took = f" in {sum(timings.values()):.1f} s" if timings else ""
-        status.update(label=f"Pair explained{took} · cached for this pair", state="complete")
+        queued = f" after waiting for {_runs(waited[0])} ahead" if waited else ""
+        st.session_state["_waited_for"] = waited[0] if waited else None
+        status.update(label=f"Pair explained{took}{queued} · cached for this pair", state="complete")
         st.caption("Explanations are cached per image pair, checkpoint and channel ranking; display "
                    "settings only re-render.")
 
     settings = tabs.DisplaySettings(
         k=int(st.session_state.k), cmap=st.session_state.cmap, alpha=float(st.session_state.alpha),
         scope=st.session_state.scope, stage=st.session_state.stage, cam=st.session_state.cam,
+        clip=float(st.session_state.clip),
     )
     ctx = tabs.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
                         apinet=ckpt, baseline=base)

@@ -20,6 +20,7 @@ __all__ = ["ChosenImage", "draw_actions", "draw_gallery_browser", "draw_selector
 
 _UPLOADS = "_uploads"  # session_state: sha -> (name, bytes); this session only
 _MESSAGE = "_pair_message"  # one-line feedback of the last pair action (info or error)
+_UPLOAD_GEN = "_upload_generation"  # bumped after a refused upload: the uploaders get new keys
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,16 @@ def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
                 f"(squared distance {distance:.3g}; A taken as {basis}).")
 
 
+def upload_key(slot: str) -> str:
+    """The uploader's widget key: ``upload_a`` until a refused upload, then a fresh one each time."""
+    gen = st.session_state.get(_UPLOAD_GEN, 0)
+    return f"upload_{slot}" if not gen else f"upload_{slot}_{gen}"
+
+
 def _on_upload(slot: str) -> None:
     from apinet.data import ImageDecodeError, load_image
 
-    uploaded = st.session_state.get(f"upload_{slot}")
+    uploaded = st.session_state.get(upload_key(slot))
     if uploaded is None:
         return
     data = uploaded.getvalue()
@@ -133,6 +140,8 @@ def _on_upload(slot: str) -> None:
         load_image(data, name=uploaded.name)
     except ImageDecodeError as exc:
         set_message("error", f"Upload refused — {md(exc)}")
+        # A new key gives a fresh, empty uploader: the refused file is no longer listed as if accepted.
+        st.session_state[_UPLOAD_GEN] = st.session_state.get(_UPLOAD_GEN, 0) + 1
         return
     sha = hashlib.sha256(data).hexdigest()
     _uploads()[sha] = (uploaded.name, data)
@@ -174,15 +183,17 @@ def draw_uploads() -> None:
     st.caption("Your own images stay in this browser session; they are decoded and validated first.")
     kinds = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
     left, right = st.columns(2, gap="large")
-    left.file_uploader("Upload image A", type=kinds, key="upload_a", on_change=_on_upload, args=("a",))
-    right.file_uploader("Upload image B", type=kinds, key="upload_b", on_change=_on_upload, args=("b",))
+    left.file_uploader("Upload image A", type=kinds, key=upload_key("a"), on_change=_on_upload, args=("a",))
+    right.file_uploader("Upload image B", type=kinds, key=upload_key("b"), on_change=_on_upload, args=("b",))
 
 
 def draw_gallery_browser(gallery: resources.Gallery) -> None:
     names = ["All classes"] + gallery.classes
     choice = st.selectbox("Browse by class", names, key="browse_class")
     items = gallery.items if choice == "All classes" else gallery.of_class(gallery.classes.index(choice))
-    st.caption(f"{len(items)} image(s) from {md(gallery.source)}. Set either side of the pair from a thumbnail.")
+    st.caption(f"{md(gallery.source)}, {len(gallery.items)} images of {len(gallery.classes)} classes"
+               + (f" ({len(items)} shown)" if len(items) != len(gallery.items) else "")
+               + ". Set either side of the pair from a thumbnail.")
     per_row = 10
     for start in range(0, len(items), per_row):
         cols = st.columns(per_row)

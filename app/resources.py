@@ -9,6 +9,9 @@
   ranking). One explanation holds K_MAX channels, every CAM method and LTPA at every stage, so the
   display settings (k, colormap, alpha, normalisation scope, CAM method, stage) are not part of the
   key: moving them re-renders from the cached arrays and never runs a model. ``EXPLAIN_CALLS`` counts real computations (tests read it).
+* Model runs are bounded process-wide: at most :data:`MAX_MODEL_RUNS` explanations compute at once
+  (:data:`RUN_GATE`, a bounded semaphore), so a classroom of sessions queues instead of thrashing
+  the CPU cores; a session that waits is told how many runs are ahead. Cache hits never wait.
 * Session-specific data (uploads, the chosen pair) never enters a shared cache except through those
   content hashes, so sessions cannot see each other's choices.
 """
@@ -18,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import streamlit as st
@@ -30,10 +35,11 @@ import torch
 from PIL import Image
 
 from apinet import CheckpointError, load_card, load_model
-from apinet.pairs import mine_pairs
 
 __all__ = [
     "EXPLAIN_CALLS",
+    "MAX_MODEL_RUNS",
+    "RUN_GATE",
     "CheckpointInfo",
     "Gallery",
     "GalleryItem",
@@ -60,6 +66,75 @@ class _Counter:
 
 
 EXPLAIN_CALLS = _Counter()
+
+
+class ModelBusy(RuntimeError):
+    """Raised inside the cached computation when every model-run slot is taken (never cached)."""
+
+
+class RunGate:
+    """A process-wide bound on concurrent model runs, with a count of who is running and waiting.
+
+    The cached explanation takes a slot with :meth:`hold` without blocking (a busy gate raises
+    :class:`ModelBusy`, which ``st.cache_data`` does not cache); :func:`explain` then tells its caller
+    how many runs are ahead and blocks in :meth:`queue` until a slot frees, and retries holding it.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._sem = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.running = 0
+        self.waiting = 0
+
+    def ahead(self) -> int:
+        """Runs that go before a newcomer: those computing now and those already queued."""
+        with self._lock:
+            return self.running + self.waiting
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if getattr(self._local, "held", False):  # this thread queued for the slot already
+            yield
+            return
+        if not self._sem.acquire(blocking=False):
+            raise ModelBusy("every model-run slot is taken")
+        with self._lock:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._sem.release()
+
+    @contextmanager
+    def queue(self) -> Iterator[None]:
+        """Block until a slot is free and keep it for this thread until the block ends."""
+        with self._lock:
+            self.waiting += 1
+        try:
+            self._sem.acquire()
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        with self._lock:
+            self.running += 1
+        self._local.held = True
+        try:
+            yield
+        finally:
+            self._local.held = False
+            with self._lock:
+                self.running -= 1
+            self._sem.release()
+
+
+#: Explanations computing at once in this process (``APINET_MAX_MODEL_RUNS``, default 1: a pair's
+#: backward passes already use every core PyTorch is given; two at once only slow both down).
+MAX_MODEL_RUNS = max(1, int(os.environ.get("APINET_MAX_MODEL_RUNS", "1") or 1))
+RUN_GATE = RunGate(MAX_MODEL_RUNS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,7 +242,7 @@ class GalleryItem:
 class Gallery:
     items: list[GalleryItem]
     classes: list[str]
-    source: str  # where it came from, for the caption
+    source: str  # its name for the caption (never a server path)
     note: str = ""  # what was skipped while reading it (shown on the page)
 
     def __post_init__(self) -> None:
@@ -198,7 +273,7 @@ def load_gallery(gallery_dir: str) -> Gallery:
         try:
             return _gallery_from_manifest(root, manifest)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            note = f"{manifest} skipped ({' '.join(str(exc).split())[:200]})"
+            note = f"{manifest.name} skipped ({' '.join(str(exc).split())[:200]})"
             fallback = _synthbirds_gallery()
             return Gallery(fallback.items, fallback.classes, fallback.source, note=note)
     return _synthbirds_gallery()
@@ -215,7 +290,7 @@ def _synthbirds_gallery() -> Gallery:
         sample.image.save(buffer, format="PNG")
         slug = "".join(c if c.isalnum() else "-" for c in dataset.classes[sample.label].lower())
         items.append(GalleryItem(f"test_{index:04d}_{slug}", sample.label, dataset.classes[sample.label], buffer.getvalue()))
-    return Gallery(items, list(dataset.classes), "SynthBirds test split (rendered in memory)")
+    return Gallery(items, list(dataset.classes), "SynthBirds demo gallery (test split, rendered in memory)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +338,18 @@ def _gallery_from_manifest(root: Path, manifest: Path) -> Gallery:
     skipped += max(0, len(entries) - MAX_GALLERY_IMAGES)
     note = f"{skipped} gallery.json entr{'y' if skipped == 1 else 'ies'} skipped (bad or missing file, label or " \
            f"class name)" if skipped else ""
-    return Gallery(items, classes, str(root), note=note)
+    return Gallery(items, classes, _gallery_name(meta), note=note)
+
+
+def _gallery_name(meta: dict) -> str:
+    """What the page calls a gallery: its own ``name``, else its dataset; never a server path."""
+    name = meta.get("name")
+    if isinstance(name, str) and name.strip():
+        return " ".join(name.split())[:80]
+    if meta.get("dataset") == "synthbirds":
+        return "SynthBirds demo gallery"
+    dataset = meta.get("dataset")
+    return f"{' '.join(dataset.split())[:60]} gallery" if isinstance(dataset, str) and dataset.strip() else "Gallery"
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -307,31 +393,27 @@ def suggest_partners(
 ) -> Partners:
     """API-Net's pair construction applied to the gallery: for image A, the nearest same-class and
     the nearest other-class gallery image by squared Euclidean distance of pooled features
-    (:func:`apinet.mine_pairs` on the bank plus A)."""
+    (:func:`apinet.pairs.suggest_partners` on the bank, with A as a query when it is an upload)."""
+    from apinet.pairs import suggest_partners as choose
+
     labels = [item.label for item in gallery.items]
     if gallery_id is not None and gallery.get(gallery_id) is not None:
         index = gallery.ids.index(gallery_id)
-        embeddings, label, predicted = bank, labels[index], False
+        label, predicted = labels[index], False
+        choice = choose(bank, labels, index)
     else:
         feature = _pooled_features(loaded, [_decode(data)])
         with torch.inference_mode():
             label = int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
-        embeddings, index, predicted = np.concatenate([bank, feature]), len(labels), True
-        labels = labels + [label]
-    emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-    lab = torch.tensor(labels)
-    intra, inter = mine_pairs(emb, lab, check=False)  # a class with one image has no intra partner
-    i, j = int(intra[index]), int(inter[index])
-    dist = ((emb - emb[index]) ** 2).sum(1)
-    intra_ok = i != index and i < len(gallery.items) and labels[i] == label
-    inter_ok = j < len(gallery.items) and labels[j] != label
+        predicted = True
+        choice = choose(bank, labels, 0, query=feature[0], query_label=label)
     return Partners(
         label=label,
         label_is_prediction=predicted,
-        intra=gallery.items[i].id if intra_ok else None,
-        inter=gallery.items[j].id if inter_ok else None,
-        intra_distance=float(dist[i]) if intra_ok else float("nan"),
-        inter_distance=float(dist[j]) if inter_ok else float("nan"),
+        intra=gallery.items[choice.intra].id if choice.intra is not None else None,
+        inter=gallery.items[choice.inter].id if choice.inter is not None else None,
+        intra_distance=choice.intra_distance,
+        inter_distance=choice.inter_distance,
     )
 
 
@@ -362,6 +444,7 @@ class ExplainRequest:
     image_b_sha: str
     targets: tuple[int, int] | None
     rank_by: str
+    cam_layer: str | None = None  # None: the last stage (the paper's maps)
 
 
 def stages_of(loaded: LoadedModel) -> list[str]:
@@ -375,17 +458,41 @@ def cam_methods() -> list[str]:
     return list(CAM_METHODS)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+#: Explanations kept per process. One pair at the paper's 448 px with ResNet-101 API-Net + baseline, as
+#: the app requests it (6 CAM methods, LTPA at 4 stages, k = 10), holds 3.9 MB of arrays and pickles to
+#: 3.9 MB (benchmarks/explanation_memory.py, benchmarks/RESULTS.md), so the explanation cache stays
+#: under 32 x 3.9 MB = about 125 MB per process (:data:`EXPLANATION_CACHE_MB`).
+EXPLANATION_CACHE_ENTRIES = 32
+MB_PER_PAIR = 3.9
+EXPLANATION_CACHE_MB = EXPLANATION_CACHE_ENTRIES * MB_PER_PAIR
+
+
+@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
+def predicted_class(ckpt_path: str, sha256: str, image_sha: str, _data: bytes) -> int:
+    """API-Net's test-path prediction for one image (the default reference class of an upload)."""
+    del image_sha  # cache key only
+    loaded = load_checkpoint(ckpt_path, sha256)
+    feature = _pooled_features(loaded, [_decode(_data)])
+    with torch.inference_mode():
+        return int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
+
+
+@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
 def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
-    from apinet.explain import explain_pair, unusual_lines
-
-    from app.config import K_MAX
-
     apinet_model = load_checkpoint(request.apinet_path, request.apinet_sha)
     baseline = None
     if request.baseline_path:
         baseline = load_checkpoint(request.baseline_path, request.baseline_sha).model
-    EXPLAIN_CALLS.increment()
+    with RUN_GATE.hold():
+        EXPLAIN_CALLS.increment()
+        return _compute(request, apinet_model, baseline, _data_a, _data_b)
+
+
+def _compute(request: ExplainRequest, apinet_model: LoadedModel, baseline, _data_a: bytes, _data_b: bytes):
+    from apinet.explain import explain_pair, unusual_lines
+
+    from app.config import K_MAX
+
     # explain_pair holds both models' locks while it runs (hooks, eval mode, backward passes).
     expl = explain_pair(
         apinet_model.model,
@@ -399,12 +506,25 @@ def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
         class_names=apinet_model.class_names,
         targets=request.targets,
         ltpa_stages=stages_of(apinet_model),
+        cam_layer=request.cam_layer,
     )
     if apinet_model.reference is not None:
         expl.unusual = unusual_lines(apinet_model.reference, expl)
     return expl
 
 
-def explain(request: ExplainRequest, data_a: bytes, data_b: bytes):
-    """The pair's :class:`apinet.explain.PairExplanation` (cached; see the module docstring)."""
-    return _explain_cached(request, data_a, data_b)
+def explain(request: ExplainRequest, data_a: bytes, data_b: bytes,
+            on_wait: Callable[[int], None] | None = None):
+    """The pair's :class:`apinet.explain.PairExplanation` (cached; see the module docstring).
+
+    A cache hit returns at once. A miss while every model-run slot is taken calls ``on_wait(N)``
+    (N = runs ahead of this one) and waits its turn.
+    """
+    try:
+        return _explain_cached(request, data_a, data_b)
+    except ModelBusy:
+        pass
+    if on_wait is not None:
+        on_wait(RUN_GATE.ahead())
+    with RUN_GATE.queue():
+        return _explain_cached(request, data_a, data_b)

@@ -16,11 +16,16 @@ import streamlit as st
 
 from app import config
 
-__all__ = ["GALLERY_PREFIX", "PARAMS", "UPLOAD_PREFIX", "ensure_defaults", "restore_from_url", "write_url"]
+__all__ = ["GALLERY_PREFIX", "LINK_NOTES", "PARAMS", "TAB_PARAM", "UPLOAD_PREFIX", "ensure_defaults",
+           "restore_from_url", "write_url"]
 
 GALLERY_PREFIX = "g:"
 UPLOAD_PREFIX = "u:"
 URL_LOADED = "_url_loaded"
+#: session_state key of the lines that say what a shared link could not restore (e.g. an uploaded image).
+LINK_NOTES = "_link_notes"
+#: The URL parameter holding the open tab's slug (session_state holds its label under ``app.tabs.TAB_KEY``).
+TAB_PARAM = "tab"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,13 @@ def _alpha(text: str) -> float:
     return value
 
 
+def _percentile(text: str) -> float:
+    value = round(float(text), 1)
+    if not 90.0 <= value <= 100.0:
+        raise ValueError(text)
+    return value
+
+
 def _gallery_ref(text: str) -> str:
     if not text or text.startswith(UPLOAD_PREFIX):
         raise ValueError(text)
@@ -72,6 +84,10 @@ PARAMS: tuple[Param, ...] = (
     Param("stage", str),
     Param("rank", str),
     Param("channel", _int_in(0, 1 << 16)),
+    Param("ta", _int_in(0, 1 << 20)),  # reference class of A; only when it is not A's default
+    Param("tb", _int_in(0, 1 << 20)),
+    Param("layer", str),  # CAM layer (a trunk stage)
+    Param("clip", _percentile, lambda v: f"{float(v):g}"),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 
@@ -85,6 +101,33 @@ def restore_from_url(choices: dict[str, Sequence[Any] | None]) -> None:
     if st.session_state.get(URL_LOADED):
         return
     st.session_state[URL_LOADED] = True
+    _restore_tab()
+    uploads, missing = [], []
+    shared = any(key in st.query_params for key in _BY_KEY)  # a shared link, not a fresh visit
+    for slot in ("a", "b"):
+        if not shared:
+            break
+        if slot not in st.query_params:
+            uploads.append(slot.upper())
+            continue
+        try:
+            ref = _gallery_ref(st.query_params[slot])
+        except ValueError:
+            ref = None
+        allowed = choices.get(slot)
+        if ref is None or (allowed is not None and ref not in allowed):
+            missing.append(slot.upper())
+    notes = []
+    if uploads:
+        which = " and ".join(uploads)
+        notes.append(f"This link's image{'s' if len(uploads) > 1 else ''} {which} {'was an upload' if len(uploads) == 1 else 'were uploads'}, "
+                     f"which links cannot carry; showing {'a gallery image' if len(uploads) == 1 else 'gallery images'}"
+                     " instead.")
+    if missing:
+        which = " and ".join(missing)
+        notes.append(f"This link's image{'s' if len(missing) > 1 else ''} {which} {'is' if len(missing) == 1 else 'are'} not in this gallery; "
+                     f"showing {'a gallery image' if len(missing) == 1 else 'gallery images'} instead.")
+    st.session_state[LINK_NOTES] = notes
     for key, param in _BY_KEY.items():
         if key not in st.query_params:
             continue
@@ -96,6 +139,22 @@ def restore_from_url(choices: dict[str, Sequence[Any] | None]) -> None:
         if allowed is not None and value not in allowed:
             continue
         st.session_state[key] = value
+
+
+def _restore_tab() -> None:
+    """``tab=<slug>`` opens that tab; a missing, unknown or old slug leaves the default tab open."""
+    from app.tabs import TAB_KEY, by_slug
+
+    tab = by_slug(st.query_params.get(TAB_PARAM, ""))
+    if tab is not None:
+        st.session_state[TAB_KEY] = tab.label
+
+
+def _tab_slug() -> str:
+    from app.tabs import TAB_KEY, TABS
+
+    label = st.session_state.get(TAB_KEY)
+    return next((t.slug for t in TABS if t.label == label), "")
 
 
 def ensure_defaults(defaults: dict[str, Any], choices: dict[str, Sequence[Any] | None]) -> None:
@@ -114,6 +173,9 @@ def write_url() -> None:
             text = param.dump(st.session_state[key])
             if text != "":
                 wanted[key] = text
+    slug = _tab_slug()
+    if slug:
+        wanted[TAB_PARAM] = slug
     current = {key: st.query_params[key] for key in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

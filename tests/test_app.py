@@ -118,6 +118,9 @@ def test_swap_and_random_pair(env):
 
 def test_pick_from_gallery_and_suggest_partners(env):
     at = _app().run()
+    assert not any(b.key.startswith("set_a_") for b in at.button)  # the closed browser draws no thumbnails
+    at.session_state["browse_open"] = True
+    at.run()
     entries = _gallery(env)
     target = Path(entries[5]["file"]).stem
     at.button(key=f"set_a_{target}").click().run()

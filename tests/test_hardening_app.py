@@ -46,6 +46,12 @@ def _ok(at) -> None:
 # --- uploads ---------------------------------------------------------------------------------------
 
 
+def _upload_key(at) -> str:
+    """Image A's uploader key: a refused upload gives the uploader a fresh key (app.picker.upload_key)."""
+    gen = at.session_state["_upload_generation"] if "_upload_generation" in at.session_state else 0
+    return "upload_a" if not gen else f"upload_a_{gen}"
+
+
 def test_bomb_truncated_and_empty_uploads_are_refused_and_the_app_keeps_serving(env):
     from streamlit.testing.v1 import AppTest
 
@@ -55,7 +61,7 @@ def test_bomb_truncated_and_empty_uploads_are_refused_and_the_app_keeps_serving(
     corpus = bad_images()
     for name in ("bomb.png", "cut.png", "empty.jpg"):
         data, reason = corpus[name]
-        at.file_uploader(key="upload_a").set_value((name, data, "image/png")).run()
+        at.file_uploader(key=_upload_key(at)).set_value((name, data, "image/png")).run()
         _ok(at)
         messages = [e.value for e in at.error]
         assert len(messages) == 1, messages
@@ -67,7 +73,7 @@ def test_bomb_truncated_and_empty_uploads_are_refused_and_the_app_keeps_serving(
         _ok(at)
         assert len(at.tabs) == tabs
     good = encode(Image.new("RGBA", (90, 70), (10, 200, 30, 128)), "PNG")
-    at.file_uploader(key="upload_a").set_value(("fine.png", good, "image/png")).run()
+    at.file_uploader(key=_upload_key(at)).set_value(("fine.png", good, "image/png")).run()
     _ok(at)
     assert not at.error
     assert at.session_state.a.startswith("u:") and len(at.tabs) == tabs

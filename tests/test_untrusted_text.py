@@ -87,7 +87,9 @@ def app(hostile_env, monkeypatch):
     monkeypatch.setenv("APINET_RUNS_DIR", str(hostile_env["runs"]))
     monkeypatch.setenv("APINET_GALLERY_DIR", str(hostile_env["gallery"]))
     torch.set_num_threads(1)
-    at = AppTest.from_file(APP, default_timeout=180).run()
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["browse_open"] = True  # the gallery browser (thumbnail captions) draws only when open
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 

@@ -101,8 +101,8 @@ def cam_label(key: str, method: str) -> str:
 
 def _channel_label(expl: PairExplanation, name: str, i1: int, i2: int, score: float) -> str:
     what = _score_name(name, expl)
-    word = {"g": "gate", "g*x": "g·x", "x": "activation"}[what]
-    if name.startswith("apinet_gate") and what != "x":
+    word = {"g": "gate", "g*x": "g·x", "x": "activation", "W(1+g)x": "contribution W(1+g)x"}[what]
+    if name.startswith("apinet_gate") and what not in ("x", "W(1+g)x"):
         word = f"g{name[-1]}" if what == "g" else f"g{name[-1]}·x"
     ch = f"channel {i1}" if i1 == i2 else f"channels {i1} / {i2}"
     return f"{ch} ({word} {score:.2f})"

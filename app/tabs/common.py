@@ -31,6 +31,12 @@ class DisplaySettings:
     scope: str
     stage: str
     cam: str
+    clip: float = 100.0  # colour scales span the [100-clip, clip] percentiles; 100 = min / max (no clipping)
+
+    @property
+    def percentile(self) -> float | None:
+        """The ``percentile`` keyword of apinet.render's range computation (None: no clipping)."""
+        return None if self.clip >= 100.0 else float(self.clip)
 
 
 @dataclass
@@ -58,7 +64,8 @@ def overlay_grid(ctx: "Context", view: str, **select: Any):
     """Overlays of one view in display units, ranges per the normalisation scope (apinet.render)."""
     s = ctx.settings
     k = s.k if view == "channels" else None
-    return render_api().overlay_grid(ctx.expl, view, cmap=s.cmap, alpha=s.alpha, k=k, scope=s.scope, **select)
+    return render_api().overlay_grid(ctx.expl, view, cmap=s.cmap, alpha=s.alpha, k=k, scope=s.scope,
+                                     percentile=s.percentile, **select)
 
 
 def fmt_num(value: float) -> str:
@@ -72,8 +79,17 @@ def range_text(panel) -> str:
     return f"A [{fmt_num(r1[0])}, {fmt_num(r1[1])}] · B [{fmt_num(r2[0])}, {fmt_num(r2[1])}]"
 
 
-def scope_caption(scope: str) -> str:
-    return f"Colour scale: {config.SCOPES[scope]}."
+def ordinal(value: float) -> str:
+    """``2`` -> ``"2nd"``, ``97.5`` -> ``"97.5th"``."""
+    text = f"{value:g}"
+    if float(value) != int(value) or 10 <= int(value) % 100 <= 20:
+        return text + "th"
+    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(value) % 10, "th")
+
+
+def scope_caption(scope: str, clip: float = 100.0) -> str:
+    clipped = f", clipped at the {ordinal(100 - clip)} / {ordinal(clip)} percentiles" if clip < 100.0 else ""
+    return f"Colour scale: {config.SCOPES[scope]}{clipped}."
 
 
 def colorbar(cmap: str, low: str = "low", high: str = "high", units: str = "") -> None:
@@ -133,7 +149,7 @@ def attention_section(ctx: Context, view: str, **select: Any) -> None:
                 if view == "ltpa" and source is not None:
                     note += " · " + ltpa_numbers(source)
                 st.caption(note)
-    st.caption(scope_caption(s.scope))
+    st.caption(scope_caption(s.scope, s.clip))
 
 
 def ltpa_numbers(att) -> str:
