@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import config
+from app import config, state
 from app.tabs.common import Context, fmt_num, render_api, scope_caption
 from app.theme import A_COLOUR, B_COLOUR, HIGHLIGHT, NEUTRAL, OUTLINE
 
@@ -33,14 +33,18 @@ _HOVER = ("channel %{customdata[0]}<br>g₁ %{customdata[1]:.4f} · g₂ %{custo
 def channel_from_selection(event: Mapping[str, Any] | None, n_channels: int) -> int | None:
     """The channel of the first selected point of a Plotly selection event (``customdata[0]``).
 
-    ``event`` is what ``st.plotly_chart(on_select=...)`` stores: ``{"selection": {"points": [...]}}``.
+    ``event`` is what ``st.plotly_chart(on_select=...)`` stores: ``{"selection": {"points": [...]}}``;
+    a point's ``customdata`` is a list, or (for rows of a 2-D array, as Streamlit 1.67 sends them in the
+    browser) a dict keyed ``"0"``, ``"1"``, ...
     Returns ``None`` for an empty selection or a point without a valid channel index.
     """
     points = ((event or {}).get("selection") or {}).get("points") or []
     for point in points:
         custom = point.get("customdata")
-        if isinstance(custom, (list, tuple)) and custom:
-            custom = custom[0]
+        if isinstance(custom, Mapping):  # a row of a 2-D customdata array arrives as {"0": c, "1": ...}
+            custom = custom.get("0", custom.get(0))
+        elif isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
         try:
             channel = int(custom)
         except (TypeError, ValueError):
@@ -186,7 +190,16 @@ def _available_maps(e) -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 @st.fragment
 def _channel_inspector(ctx: Context) -> None:
-    """One channel on both images; a fragment, so choosing another channel reruns only this part."""
+    """One channel on both images; a fragment, so choosing another channel reruns only this part (which
+    then mirrors the state in the URL itself: the page's end-of-run write does not run for a fragment)."""
+    try:
+        _draw_inspector(ctx)
+    finally:
+        if st.session_state.get(state.URL_LOADED):
+            state.write_url()
+
+
+def _draw_inspector(ctx: Context) -> None:
     e, s = ctx.expl, ctx.settings
     xm, g1, g2, x1, x2 = (np.asarray(a, dtype=np.float64) for a in (e.mutual, e.gate1, e.gate2, e.features1,
                                                                       e.features2))
