@@ -7,7 +7,8 @@ colours the charts set themselves live here: mid-tone colours, never white or ne
 
 from __future__ import annotations
 
-__all__ = ["A_COLOUR", "B_COLOUR", "HIGHLIGHT", "LARGE_MAPS_KEY", "NEUTRAL", "OUTLINE", "large_maps"]
+__all__ = ["A_COLOUR", "B_COLOUR", "HIGHLIGHT", "LARGE_MAPS_KEY", "NEUTRAL", "OUTLINE", "large_maps",
+           "maps_per_row"]
 
 A_COLOUR = "#1f6feb"  # image A everywhere (charts, captions)
 B_COLOUR = "#e8590c"  # image B
@@ -25,3 +26,10 @@ def large_maps() -> bool:
 
     return st.toggle("Large maps", key=LARGE_MAPS_KEY, value=False,
                      help="Fewer maps per row, about twice as wide (two pairs per row; three channels).")
+
+
+def maps_per_row(n_maps: int) -> int | None:
+    """Pairs of maps per row under the "Large maps" toggle (``None``: the grid's default of 2 or 3)."""
+    if not large_maps():
+        return None
+    return 2 if n_maps > 2 else 1

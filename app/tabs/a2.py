@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.tabs.common import Context, attention_section
 from app.text import md
-from app.theme import large_maps
+from app.theme import maps_per_row
 
 __all__ = ["a2_train_command", "draw"]
 
@@ -31,5 +31,5 @@ def draw(ctx: Context) -> None:
         stages = sorted({key.rsplit("/", 1)[1] for key in e.ltpa})  # this backbone's stage names
         st.code(a2_train_command(ctx.apinet.backbone, stages), language="bash")
         return
-    attention_section(ctx, "a2", per_row=2 if large_maps() else None)
+    attention_section(ctx, "a2", per_row=maps_per_row(len(a2)))
 

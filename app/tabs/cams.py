@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.tabs.common import Context, attention_section
-from app.theme import large_maps
+from app.theme import maps_per_row
 
 __all__ = ["draw"]
 
@@ -23,7 +23,7 @@ def draw(ctx: Context) -> None:
     if not keys:
         st.info("No CAMs for this method in this explanation.")
         return
-    attention_section(ctx, "cams", per_row=2 if large_maps() else None, cam_keys=keys)
+    attention_section(ctx, "cams", per_row=maps_per_row(len(keys)), cam_keys=keys)
     st.caption("Raw CAM values ReLU(Σ_c w_c A_c), not pytorch-grad-cam's per-map min-max, so shared scales "
                "compare A with B and API-Net with the baseline honestly.")
 
