@@ -136,7 +136,8 @@ def test_inspector_shows_z_and_any_channel_and_the_channel_order_changes_the_cha
     at.run()
     text = " ".join(m.value for m in at.markdown)
     z1 = float(e.mutual[outside]) * float(e.features1[outside])
-    assert f"z₁ = x_m·x₁ = **{z1:.3f}**" in text and "(z ranks tied gates)" in text
+    assert f"z₁ = x_m·x₁ = **{z1:.3f}**" in text
+    assert "z = x_m·x ranks tied gates" in " ".join(c.value for c in at.caption)
     assert any(f"Channel {outside} is outside the top-10" in i.value for i in at.info)
     assert at.query_params["channel"] == str(outside)
     at.radio(key="vec_order").set_value("channel index").run()

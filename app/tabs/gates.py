@@ -109,7 +109,7 @@ def gates_figure(e, k: int, order_name: str) -> go.Figure:
     fig.update_layout(height=460, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
     fig.update_yaxes(title_text="gate g", range=list(GATE_RANGE), row=1, col=1)
-    fig.update_yaxes(title_text="x_m", row=2, col=1)
+    fig.update_yaxes(title_text="x_m", nticks=4, zeroline=True, row=2, col=1)
     fig.update_xaxes(title_text=f"position ({order_name})", row=2, col=1)
     return fig
 
@@ -210,19 +210,22 @@ def _draw_inspector(ctx: Context) -> None:
     if st.session_state.get("channel") not in options:
         st.session_state["channel"] = options[0]
     st.markdown("##### Inspect one channel")
-    left, right = st.columns([1, 3], gap="large")
+    left, right = st.columns([1.25, 3], gap="large")
     with left:
         channel = st.selectbox("Channel", options, key="channel",
                                format_func=lambda c: f"#{c}  (g₁ {g1[c]:.2f}, g₂ {g2[c]:.2f})",
                                help=f"Or click a dot in the charts above. Maps are kept for the top-{config.K_MAX} "
                                     "channels of either gate, listed first.")
         z1, z2 = xm[channel] * x1[channel], xm[channel] * x2[channel]
-        st.markdown(f"g₁ = **{g1[channel]:.4f}**, g₂ = **{g2[channel]:.4f}**, x_m = **{xm[channel]:.3f}**  \n"
-                    f"x₁ = {x1[channel]:.3f}, x₂ = {x2[channel]:.3f}  \n"
-                    f"z₁ = x_m·x₁ = **{z1:.3f}**, z₂ = x_m·x₂ = **{z2:.3f}** (z ranks tied gates)")
+        st.markdown(f"g₁ = **{g1[channel]:.4f}** · g₂ = **{g2[channel]:.4f}**  \n"
+                    f"x_m = **{xm[channel]:.3f}**  \n"
+                    f"x₁ = {x1[channel]:.3f} · x₂ = {x2[channel]:.3f}  \n"
+                    f"z₁ = x_m·x₁ = **{z1:.3f}**  \n"
+                    f"z₂ = x_m·x₂ = **{z2:.3f}**")
         rank1 = int(np.flatnonzero(np.asarray(e.gate_order1) == channel)[0]) + 1
         rank2 = int(np.flatnonzero(np.asarray(e.gate_order2) == channel)[0]) + 1
-        st.caption(f"Rank {rank1} of {d} in g₁, {rank2} of {d} in g₂ (the explanation's ranking).")
+        st.caption(f"g = σ(z); z = x_m·x ranks tied gates (σ rounds to exactly 1 above z ≈ 17). Rank {rank1} of "
+                   f"{d} in g₁, {rank2} of {d} in g₂ (the explanation's ranking).")
     with right:
         if channel not in available:
             st.info(f"Channel {channel} is outside the top-{config.K_MAX} of both gates, whose maps the "
