@@ -27,7 +27,8 @@ def inject_css() -> None:
   .apinet-muted {opacity:.72;}
   /* Display equations wider than the screen scroll sideways instead of being cut off. */
   .katex-display {overflow-x:auto; overflow-y:hidden; padding:.15rem 0 .35rem;}
-  [data-testid="stMarkdownContainer"]:has(> .katex-display) {max-width:100%;}
+  .katex-display {scrollbar-width: thin;}
+  @media (max-width: 640px) { .katex-display > .katex {font-size: 1em;} }
 </style>""",
         unsafe_allow_html=True,
     )
