@@ -23,6 +23,12 @@ def inject_css() -> None:
   [class*="st-key-set_"] button {padding: 0 .1rem; min-height: 1.9rem; min-width: 0;}
   [class*="st-key-set_"] button p {font-size: .85rem; font-weight: 600;}
   .apinet-maphead {font-size:.8rem; font-weight:600; text-align:center; margin:.1rem 0;}
+  /* Secondary text: the theme's own text colour, dimmed, so it reads on light and dark alike. */
+  .apinet-muted {opacity:.72;}
+  /* Display equations wider than the screen scroll sideways instead of being cut off. */
+  .katex-display {overflow-x:auto; overflow-y:hidden; padding:.15rem 0 .35rem;}
+  .katex-display {scrollbar-width: thin;}
+  @media (max-width: 640px) { .katex-display > .katex {font-size: 1em;} }
 </style>""",
         unsafe_allow_html=True,
     )

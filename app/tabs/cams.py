@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.tabs.common import Context, attention_section
+from app.theme import maps_per_row
 
 __all__ = ["draw"]
 
@@ -22,7 +23,7 @@ def draw(ctx: Context) -> None:
     if not keys:
         st.info("No CAMs for this method in this explanation.")
         return
-    attention_section(ctx, "cams", cam_keys=keys)
+    attention_section(ctx, "cams", per_row=maps_per_row(len(keys)), cam_keys=keys)
     st.caption("Raw CAM values ReLU(Σ_c w_c A_c), not pytorch-grad-cam's per-map min-max, so shared scales "
                "compare A with B and API-Net with the baseline honestly.")
 

@@ -122,7 +122,7 @@ def panel_row(image: np.ndarray, overlays: list[np.ndarray], captions: list[str]
         cols[i + 1].image(ov, caption=captions[i] if captions else None, width="stretch")
 
 
-def attention_section(ctx: Context, view: str, **select: Any) -> None:
+def attention_section(ctx: Context, view: str, per_row: int | None = None, **select: Any) -> None:
     e, s = ctx.expl, ctx.settings
     grid = overlay_grid(ctx, view, **select)
     if not grid.panels:
@@ -131,7 +131,7 @@ def attention_section(ctx: Context, view: str, **select: Any) -> None:
     units = sorted({p.units for p in grid.panels})
     legend(grid, units[0] if len(units) == 1 else "")
     n = len(grid.panels)
-    per_row = 3 if n > 4 or n == 3 else max(n, 2)
+    per_row = per_row or (3 if n > 4 or n == 3 else max(n, 2))
     for start in range(0, n, per_row):
         cols = st.columns(per_row, gap="medium")
         for col, panel in zip(cols, grid.panels[start : start + per_row]):

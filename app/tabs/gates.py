@@ -1,76 +1,183 @@
-"""Mutual vector and gates: the two gate vectors, x_m, and one channel inspected on both images."""
+"""Mutual vector and gates: the two gate vectors, x_m, and one channel inspected on both images.
+
+Gates are g = σ(z) with z = x_m ⊙ x. A channel whose pooled activation x is exactly 0 (a ReLU that never
+fires on that image) has z = 0 and so g = 0.5 exactly: those channels form the flat run at 0.5. Gates
+saturate at exactly 1.0 in float32 above z ≈ 17, so the explanation ranks tied gates by z; both values
+are shown in every hover and in the inspector. Clicking a dot in either chart inspects that channel.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
-from app import config
-from app.tabs.common import A_COLOUR, B_COLOUR, Context, fmt_num, render_api, scope_caption
+from app import config, state
+from app.tabs.common import Context, fmt_num, render_api, scope_caption
+from app.theme import A_COLOUR, B_COLOUR, HIGHLIGHT, NEUTRAL, OUTLINE
 
-__all__ = ["draw"]
+__all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "half_gate_count"]
+
+#: y range of the gate axis: padded so dots at exactly 0 or 1 (saturated gates) are not clipped.
+GATE_RANGE = (-0.02, 1.08)
+ORDERS = ("sorted by g₁", "sorted by g₂", "channel index")
+CHART_KEYS = ("chart_gates", "chart_scatter")
+_HOVER = ("channel %{customdata[0]}<br>g₁ %{customdata[1]:.4f} · g₂ %{customdata[2]:.4f}<br>"
+          "x_m %{customdata[3]:.3f}<br>z₁ = x_m·x₁ = %{customdata[4]:.3f} · z₂ = x_m·x₂ = %{customdata[5]:.3f}"
+          "<extra></extra>")
+
+
+def channel_from_selection(event: Mapping[str, Any] | None, n_channels: int) -> int | None:
+    """The channel of the first selected point of a Plotly selection event (``customdata[0]``).
+
+    ``event`` is what ``st.plotly_chart(on_select=...)`` stores: ``{"selection": {"points": [...]}}``;
+    a point's ``customdata`` is a list, or (for rows of a 2-D array, as Streamlit 1.67 sends them in the
+    browser) a dict keyed ``"0"``, ``"1"``, ...
+    Returns ``None`` for an empty selection or a point without a valid channel index.
+    """
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, Mapping):  # a row of a 2-D customdata array arrives as {"0": c, "1": ...}
+            custom = custom.get("0", custom.get(0))
+        elif isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
+        try:
+            channel = int(custom)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= channel < n_channels:
+            return channel
+    return None
+
+
+def half_gate_count(gate: np.ndarray) -> int:
+    """How many channels sit at exactly g = 0.5 (z = x_m·x = 0: x = 0 on that image, or x_m = 0)."""
+    return int(np.count_nonzero(np.asarray(gate) == 0.5))
+
+
+def _select_channel(chart_key: str, n_channels: int) -> None:
+    """on_select callback: a clicked dot becomes the inspected channel (runs before the rerun)."""
+    channel = channel_from_selection(st.session_state.get(chart_key), n_channels)
+    if channel is not None:
+        st.session_state["channel"] = channel
+
+
+def _custom(xm, g1, g2, x1, x2) -> np.ndarray:
+    d = xm.shape[0]
+    return np.stack([np.arange(d), g1, g2, xm, xm * x1, xm * x2], axis=1)
+
+
+def gates_figure(e, k: int, order_name: str) -> go.Figure:
+    xm, g1, g2, x1, x2 = (np.asarray(a, dtype=np.float64) for a in (e.mutual, e.gate1, e.gate2, e.features1,
+                                                                      e.features2))
+    d = xm.shape[0]
+    if order_name == "channel index":
+        order = np.arange(d)
+    else:  # the explanation's own ranking (the Top-k tab's order), never re-sorted here
+        order = np.asarray(e.gate_order1 if order_name == ORDERS[0] else e.gate_order2)
+    custom = _custom(xm, g1, g2, x1, x2)[order]
+    xs = np.arange(d)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.04)
+    size = 5 if d <= 256 else 4
+    gates = [(g1, A_COLOUR, "g₁ (A)"), (g2, B_COLOUR, "g₂ (B)")]
+    if order_name == ORDERS[0]:
+        gates.reverse()  # the gate that sets the order is drawn last, on top: its sorted curve stays visible
+    for gate, colour, name in gates:
+        fig.add_trace(go.Scatter(x=xs, y=gate[order], mode="markers", name=name, customdata=custom,
+                                 marker=dict(color=colour, size=size, opacity=0.75), hovertemplate=_HOVER),
+                      row=1, col=1)
+    pos = np.empty(d, dtype=np.int64)
+    pos[order] = xs
+    for ranking, gate, colour, name in ((e.gate_order1, g1, A_COLOUR, "top-k of g₁"),
+                                        (e.gate_order2, g2, B_COLOUR, "top-k of g₂")):
+        top = np.asarray(ranking)[:k]
+        # In a sorted order the top-k sit side by side at the left end: their labels would overlap, so
+        # the indices go in the hover and the caption; in channel-index order they label the diamonds.
+        mode = "markers+text" if order_name == "channel index" else "markers"
+        fig.add_trace(go.Scatter(x=pos[top], y=gate[top], mode=mode, name=name,
+                                 text=[str(int(c)) for c in top], textposition="top center", cliponaxis=False,
+                                 customdata=_custom(xm, g1, g2, x1, x2)[top], hovertemplate=_HOVER,
+                                 marker=dict(color=colour, size=11, symbol="diamond",
+                                             line=dict(color=OUTLINE, width=1.5))),
+                      row=1, col=1)
+    fig.add_trace(go.Scatter(x=xs, y=xm[order], mode="markers", name="mutual x_m", customdata=custom,
+                             marker=dict(color=NEUTRAL, size=3), hovertemplate=_HOVER), row=2, col=1)
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
+    fig.update_yaxes(title_text="gate g", range=list(GATE_RANGE), row=1, col=1)
+    fig.update_yaxes(title_text="x_m", nticks=4, zeroline=True, row=2, col=1)
+    fig.update_xaxes(title_text=f"position ({order_name})", row=2, col=1)
+    return fig
+
+
+def scatter_figure(e, k: int) -> go.Figure:
+    xm, g1, g2, x1, x2 = (np.asarray(a, dtype=np.float64) for a in (e.mutual, e.gate1, e.gate2, e.features1,
+                                                                      e.features2))
+    custom = _custom(xm, g1, g2, x1, x2)
+    top = np.unique(np.concatenate([np.asarray(e.gate_order1)[:k], np.asarray(e.gate_order2)[:k]]))
+    rest = np.setdiff1d(np.arange(xm.shape[0]), top)
+    fig = go.Figure()
+    fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(color=NEUTRAL, dash="dot", width=1))
+    fig.add_trace(go.Scatter(x=g1[rest], y=g2[rest], mode="markers", name="other channels",
+                             customdata=custom[rest], hovertemplate=_HOVER,
+                             marker=dict(color=NEUTRAL, size=6, opacity=0.55)))
+    fig.add_trace(go.Scatter(x=g1[top], y=g2[top], mode="markers", name="top-k of g₁ or g₂",
+                             customdata=custom[top], hovertemplate=_HOVER, cliponaxis=False,
+                             marker=dict(color=HIGHLIGHT, size=10, line=dict(color=OUTLINE, width=1))))
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+                      xaxis=dict(title="g₁ (A)", range=list(GATE_RANGE)),
+                      yaxis=dict(title="g₂ (B)", range=list(GATE_RANGE)))
+    return fig
+
+
+def _half_gate_sentence(gate, x, xm, tag: str, sym: str) -> str:
+    half = np.asarray(gate) == 0.5
+    n, zero = int(half.sum()), int((half & (np.asarray(xm) * np.asarray(x) == 0)).sum())
+    text = f"{n} channels have {sym} = 0.5 exactly"
+    if n == 0:
+        return text
+    text += f": {zero} because x = 0 on {tag}, so z = x_m·x = 0" if zero else ""
+    if n - zero:
+        text += f"{'; ' if zero else ': '}{n - zero} because |z| is too small for float32 to tell σ(z) from 0.5"
+    return text
+
+
+def half_gate_caption(e) -> str:
+    """Why so many dots sit at g = 0.5, with this pair's counts (computed from the explanation)."""
+    both = int(np.count_nonzero((np.asarray(e.gate1) == 0.5) & (np.asarray(e.gate2) == 0.5)))
+    return ("The cluster at g = 0.5: " + _half_gate_sentence(e.gate1, e.features1, e.mutual, "A", "g₁") + ". "
+            + _half_gate_sentence(e.gate2, e.features2, e.mutual, "B", "g₂") + f". {both} on both, at (0.5, 0.5). "
+            "A channel whose ReLU never fires on an image carries nothing there, whatever its gate.")
 
 
 def draw(ctx: Context) -> None:
     e, s = ctx.expl, ctx.settings
-    xm, g1, g2 = (np.asarray(a, dtype=np.float64) for a in (e.mutual, e.gate1, e.gate2))
-    d = xm.shape[0]
+    d = np.asarray(e.mutual).shape[0]
     st.markdown("#### Mutual vector and gates")
-    order_name = st.radio("Channel order", ["channel index", "sorted by g₁", "sorted by g₂"], horizontal=True,
-                          key="vec_order")
-    if order_name == "channel index":
-        order = np.arange(d)
-    else:  # the explanation's own ranking (the Top-k tab's order), never re-sorted here
-        order = np.asarray(e.gate_order1 if order_name == "sorted by g₁" else e.gate_order2)
-    xs = np.arange(d)
-    top1 = set(np.asarray(e.gate_order1)[: s.k].tolist())
-    top2 = set(np.asarray(e.gate_order2)[: s.k].tolist())
-    custom = order.reshape(-1, 1)
-
+    order_name = st.radio("Channel order", ORDERS, horizontal=True, key="vec_order")
     left, right = st.columns([3, 2], gap="large")
-    with left:
-        fig = go.Figure()
-        fig.add_trace(go.Bar(x=xs, y=xm[order], name="mutual x_m", marker_color="#8c959f", opacity=0.55,
-                             customdata=custom, hovertemplate="channel %{customdata[0]}<br>x_m %{y:.3f}<extra></extra>",
-                             yaxis="y2"))
-        fig.add_trace(go.Scatter(x=xs, y=g1[order], name="g₁ (A)", mode="lines", line=dict(color=A_COLOUR, width=1.4),
-                                 customdata=custom, hovertemplate="channel %{customdata[0]}<br>g₁ %{y:.3f}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=xs, y=g2[order], name="g₂ (B)", mode="lines", line=dict(color=B_COLOUR, width=1.4),
-                                 customdata=custom, hovertemplate="channel %{customdata[0]}<br>g₂ %{y:.3f}<extra></extra>"))
-        pos = {int(c): i for i, c in enumerate(order)}
-        for top, gate, colour, name in ((top1, g1, A_COLOUR, "top-k of g₁"), (top2, g2, B_COLOUR, "top-k of g₂")):
-            idx = sorted(top, key=lambda c: pos[c])
-            fig.add_trace(go.Scatter(x=[pos[c] for c in idx], y=gate[idx], mode="markers+text", name=name,
-                                     text=[str(c) for c in idx], textposition="top center",
-                                     marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
-                                     hovertemplate="channel %{text}<br>%{y:.3f}<extra></extra>"))
-        fig.update_layout(
-            height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
-            xaxis=dict(title=f"position ({order_name})"), yaxis=dict(title="gate", range=[0, 1.05]),
-            yaxis2=dict(title="x_m", overlaying="y", side="right", showgrid=False),
-        )
-        st.plotly_chart(fig, key="chart_gates", config={"displaylogo": False})
-        st.caption(f"Gates g = σ(x_m ⊙ x) over all {d} channels (left axis) with the mutual vector x_m "
-                   f"(bars, right axis). Labelled dots: the top-{s.k} channels of each gate.")
-    with right:
-        colours = np.where([c in top1 or c in top2 for c in range(d)], "#d1242f", "#8c959f")
-        fig = go.Figure(go.Scatter(
-            x=g1, y=g2, mode="markers", marker=dict(color=colours, size=6, opacity=0.75),
-            customdata=np.stack([xs, xm], 1),
-            hovertemplate="channel %{customdata[0]}<br>g₁ %{x:.3f}<br>g₂ %{y:.3f}<br>x_m %{customdata[1]:.3f}<extra></extra>"))
-        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(color="#999", dash="dot"))
-        fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis=dict(title="g₁ (A)", range=[0, 1.02]),
-                          yaxis=dict(title="g₂ (B)", range=[0, 1.02]), showlegend=False)
-        st.plotly_chart(fig, key="chart_scatter", config={"displaylogo": False})
-        st.caption(f"Each dot is a channel. Off the diagonal: channels one image gates much more than the "
-                   f"other. Red: in the top-{s.k} of g₁ or g₂.")
-
-    _channel_inspector(ctx, g1, g2, xm)
+    for col, key, fig in ((left, CHART_KEYS[0], gates_figure(e, s.k, order_name)),
+                          (right, CHART_KEYS[1], scatter_figure(e, s.k))):
+        with col:
+            st.plotly_chart(fig, key=key, config={"displaylogo": False}, selection_mode="points",
+                            on_select=lambda key=key: _select_channel(key, d))
+    tops = "; ".join(f"{sym}: " + ", ".join(f"#{int(c)}" for c in np.asarray(order)[: s.k])
+                     for sym, order in (("g₁", e.gate_order1), ("g₂", e.gate_order2)))
+    left.caption(f"Gates g = σ(z), z = x_m ⊙ x, over all {d} channels as dots (top), the mutual vector x_m "
+                 f"below. Diamonds: the top-{s.k} channels of each gate ({tops}). Gates "
+                 "round to exactly 1 in float32 above z ≈ 17, so ties are ranked by z (in the hover). "
+                 "Click a dot to inspect that channel.")
+    right.caption(f"Each dot is a channel. Off the diagonal: channels one image gates much more than the "
+                  f"other. Red: in the top-{s.k} of g₁ or g₂. " + half_gate_caption(e))
+    _channel_inspector(ctx)
 
 
-def _channel_inspector(ctx: Context, g1, g2, xm) -> None:
-    e, s = ctx.expl, ctx.settings
+def _available_maps(e) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     available: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for key in ("apinet_gate1", "apinet_gate2"):
         cm = e.channels.get(key)
@@ -78,26 +185,60 @@ def _channel_inspector(ctx: Context, g1, g2, xm) -> None:
             continue
         for i, c in enumerate(np.asarray(cm.indices).tolist()):
             available.setdefault(int(c), (cm.maps1[i], cm.maps2[i]))
-    if not available:
-        return
-    st.markdown("##### Inspect one channel")
-    options = list(available)  # g1's top-k in the explanation's ranking, then g2's other channels
+    return available
+
+
+@st.fragment
+def _channel_inspector(ctx: Context) -> None:
+    """One channel on both images; a fragment, so choosing another channel reruns only this part (which
+    then mirrors the state in the URL itself: the page's end-of-run write does not run for a fragment)."""
+    try:
+        _draw_inspector(ctx)
+    finally:
+        if st.session_state.get(state.URL_LOADED):
+            state.write_url()
+
+
+def _draw_inspector(ctx: Context) -> None:
+    e, s = ctx.expl, ctx.settings
+    xm, g1, g2, x1, x2 = (np.asarray(a, dtype=np.float64) for a in (e.mutual, e.gate1, e.gate2, e.features1,
+                                                                      e.features2))
+    d = xm.shape[0]
+    available = _available_maps(e)
+    # Channels with maps first (g₁'s top-K_MAX in the explanation's ranking, then g₂'s), then the rest.
+    options = list(available) + [int(c) for c in np.asarray(e.gate_order1) if int(c) not in available]
     if st.session_state.get("channel") not in options:
         st.session_state["channel"] = options[0]
-    left, right = st.columns([1, 3], gap="large")
+    st.markdown("##### Inspect one channel")
+    left, right = st.columns([1.25, 3], gap="large")
     with left:
         channel = st.selectbox("Channel", options, key="channel",
                                format_func=lambda c: f"#{c}  (g₁ {g1[c]:.2f}, g₂ {g2[c]:.2f})",
-                               help=f"The top-{config.K_MAX} channels of either gate, strongest first.")
-        st.markdown(f"g₁ = **{g1[channel]:.3f}**, g₂ = **{g2[channel]:.3f}**, x_m = **{xm[channel]:.3f}**")
-    m1, m2 = available[channel]
-    render = render_api()
-    scope = "map" if s.scope == "map" else "pair"
-    (sc1, sc2), = render.scale_for([[m1, m2]], scope)  # one group: the pair
+                               help=f"Or click a dot in the charts above. Maps are kept for the top-{config.K_MAX} "
+                                    "channels of either gate, listed first.")
+        z1, z2 = xm[channel] * x1[channel], xm[channel] * x2[channel]
+        st.markdown(f"g₁ = **{g1[channel]:.4f}** · g₂ = **{g2[channel]:.4f}**  \n"
+                    f"x_m = **{xm[channel]:.3f}**  \n"
+                    f"x₁ = {x1[channel]:.3f} · x₂ = {x2[channel]:.3f}  \n"
+                    f"z₁ = x_m·x₁ = **{z1:.3f}**  \n"
+                    f"z₂ = x_m·x₂ = **{z2:.3f}**")
+        rank1 = int(np.flatnonzero(np.asarray(e.gate_order1) == channel)[0]) + 1
+        rank2 = int(np.flatnonzero(np.asarray(e.gate_order2) == channel)[0]) + 1
+        st.caption(f"g = σ(z); z = x_m·x ranks tied gates (σ rounds to exactly 1 above z ≈ 17). Rank {rank1} of "
+                   f"{d} in g₁, {rank2} of {d} in g₂ (the explanation's ranking).")
     with right:
+        if channel not in available:
+            st.info(f"Channel {channel} is outside the top-{config.K_MAX} of both gates, whose maps the "
+                    "explanation keeps: its numbers are on the left, its maps are not computed.")
+            return
+        m1, m2 = available[channel]
+        render = render_api()
+        scope = "map" if s.scope == "map" else "pair"
+        (sc1, sc2), = render.scale_for([[m1, m2]], scope)  # one group: the pair
         cols = st.columns([1, 1, 0.6])
         for col, image, amap, sc, tag in ((cols[0], e.image1, m1, sc1, "A"), (cols[1], e.image2, m2, sc2, "B")):
             col.image(render.overlay(image, amap, cmap=s.cmap, alpha=s.alpha, vmin=sc[0], vmax=sc[1]),
-                      caption=f"{tag} · channel {channel} · range [{fmt_num(sc[0])}, {fmt_num(sc[1])}]", width="stretch")
+                      caption=f"{tag} · channel {channel} · range [{fmt_num(sc[0])}, {fmt_num(sc[1])}]",
+                      width="stretch")
         st.caption("Raw activation of this channel before global pooling, bilinearly upsampled to the input. "
                    + scope_caption(scope))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.tabs.common import Context, attention_section
+from app.theme import maps_per_row
 
 __all__ = ["draw"]
 
@@ -24,7 +25,7 @@ def draw(ctx: Context) -> None:
     if not keys:
         st.info(f"No LTPA maps at stage {stage} in this explanation.")
         return
-    attention_section(ctx, "ltpa", ltpa_keys=keys)
+    attention_section(ctx, "ltpa", per_row=maps_per_row(len(keys)), ltpa_keys=keys)
     st.caption("Units: a·h·w, multiples of uniform attention (1 = every position weighted equally), which keeps "
                "ratios between positions and between images exact.")
     if not any(k.startswith("apinet/trained") for k in e.ltpa):

@@ -1,0 +1,179 @@
+"""The views in Debian Chromium: click a channel, light and dark themes, equations on a phone, large maps.
+
+Same server and fixtures as ``tests/e2e/test_browser.py`` (tiny random checkpoints, no network). Every
+tab is photographed in the light and the dark theme at 1440 px into ``$APINET_SHOTS`` (a temporary folder
+when unset), so a person can look at them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import test_browser as _base
+from tests.e2e.test_browser import _no_exception, _run_id, wait_ready
+
+app_url, browser = _base.app_url, _base.browser  # the same fixtures (a server and a Chromium per module)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TABS = [("walkthrough", "Walk-through"), ("gates", "Mutual & gates"), ("channels", "Top-k channels"),
+        ("ltpa", "LTPA attention"), ("cam", "Grad-CAM"), ("a2", "A² maps"), ("predictions", "Predictions"),
+        ("export", "Export")]
+WIDE = {"width": 1440, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def view_shots(tmp_path_factory) -> Path:
+    target = os.environ.get("APINET_SHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("view-shots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _open_tab(page, label: str, run: int) -> int:
+    page.get_by_role("tab", name=label).click()
+    run = wait_ready(page, run)
+    _no_exception(page)
+    return run
+
+
+def _shoot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to its height."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stAppViewContainer]')].map(el => el.scrollHeight))")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height), 8000)})
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+(?:\.\d+)?", css)[:3])
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(fg: str, bg: str) -> float:
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+_STYLE = "(sel) => { const el = document.querySelector(sel); return el ? getComputedStyle(el).color : null; }"
+
+
+def test_clicking_a_dot_inspects_that_channel_and_the_inspector_reruns_alone(app_url, browser):
+    page = browser.new_page(viewport=WIDE)
+    page.goto(app_url)
+    run = wait_ready(page, timeout=120)
+    run = _open_tab(page, "Mutual & gates", run)
+    combo = page.locator(".st-key-channel [role=combobox]")
+    before = combo.input_value()
+    # Click a highlighted (top-k) dot of the scatter that is not the inspected channel.
+    chart = page.locator(".st-key-chart_scatter")
+    chart.scroll_into_view_if_needed()
+    points = chart.locator(".scatterlayer .trace").nth(1).locator(".points path")
+    for index in range(points.count()):
+        box = points.nth(index).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        hover = page.locator(".st-key-chart_scatter .hoverlayer .hovertext").first
+        hover.wait_for(timeout=5_000)
+        channel = int(re.search(r"channel (\d+)", hover.text_content()).group(1))
+        if not before.startswith(f"#{channel} "):
+            break
+    page.mouse.click(x, y)
+    run = wait_ready(page, run)
+    _no_exception(page)
+    assert combo.input_value().startswith(f"#{channel} "), (combo.input_value(), channel)
+    assert f"channel={channel}" in page.url
+    inspector = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="z₁ = x_m·x₁").first.inner_text()
+
+    # The selectbox is the fallback; choosing there reruns the inspector fragment only (no page run).
+    combo.scroll_into_view_if_needed()
+    combo.click()
+    page.wait_for_timeout(300)
+    page.keyboard.type(before.split()[0] + " ")  # back to the first channel, by its label
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    page.wait_for_function("(before) => !location.search.includes(before)", arg=f"channel={channel}",
+                           timeout=30_000)
+    page.wait_for_timeout(500)
+    assert _run_id(page) == run  # the page's end-of-run marker did not move: only the fragment ran
+    assert combo.input_value() == before
+    assert page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="z₁ = x_m·x₁").first.inner_text() != inspector
+    _no_exception(page)
+    page.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_view_in_the_browsers_theme(app_url, browser, view_shots, scheme):
+    context = browser.new_context(viewport=WIDE, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(app_url)
+    run = wait_ready(page, timeout=120)
+    background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+    if scheme == "dark":
+        assert _luminance(background) < 0.05, background
+    else:
+        assert _luminance(background) > 0.9, background
+    for i, (slug, label) in enumerate(TABS):
+        if i:  # the walk-through is open on arrival (clicking an open tab runs nothing)
+            run = _open_tab(page, label, run)
+        if slug == "gates":  # Plotly draws its SVG after the run's last delta
+            page.locator(".st-key-chart_gates .main-svg").first.wait_for(timeout=30_000)
+        _shoot(page, view_shots / f"{scheme}_{slug}.png")
+        text = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stMarkdownContainer"] :is(p, h4)')
+        assert text and _contrast(text, background) >= 7, (label, text, background)
+        caption = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stCaptionContainer"]')
+        if caption:
+            assert _contrast(caption, background) >= 4.5, (label, caption, background)
+        if slug == "gates":  # the chart's own text (axis labels) follows the theme too
+            tick = page.evaluate("() => getComputedStyle(document.querySelector("
+                                 "'.st-key-chart_gates .ytick text')).fill")
+            assert _contrast(tick, background) >= 3, (tick, background)
+        if slug == "channels":  # the dimmed ranking note stays readable
+            muted = page.locator(".apinet-muted").first
+            colour = muted.evaluate("el => getComputedStyle(el).color")
+            opacity = float(muted.evaluate("el => getComputedStyle(el).opacity"))
+            assert opacity >= 0.6 and _contrast(colour, background) >= 7
+    context.close()
+
+
+def test_equations_scroll_sideways_on_a_phone(app_url, browser, view_shots):
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    page.goto(app_url)
+    wait_ready(page, timeout=120)
+    displays = page.locator(".katex-display")
+    assert displays.count() >= 9
+    widths = displays.evaluate_all(
+        "els => els.map(el => [getComputedStyle(el).overflowX, el.clientWidth, el.scrollWidth,"
+        " el.getBoundingClientRect().right])")
+    assert any(scroll > client for _, client, scroll, _ in widths)  # some equations are wider than 390 px
+    for overflow, client, scroll, right in widths:
+        assert right <= 390 and (scroll <= client or overflow in ("auto", "scroll")), (overflow, client, scroll)
+    wide = displays.nth(next(i for i, w in enumerate(widths) if w[2] > w[1]))
+    wide.scroll_into_view_if_needed()
+    assert wide.evaluate("el => { el.scrollLeft = 10000; return el.scrollLeft; }") > 0  # the end is reachable
+    page.screenshot(path=str(view_shots / "phone_walkthrough.png"))
+    page.close()
+
+
+def test_large_maps_draw_maps_about_twice_as_wide(app_url, browser, view_shots):
+    page = browser.new_page(viewport=WIDE)
+    page.goto(app_url)
+    run = wait_ready(page, timeout=120)
+    run = _open_tab(page, "LTPA attention", run)
+    maps = page.locator('[role="tabpanel"]:not([hidden]) [data-testid="stImage"]').filter(
+        has=page.locator('[data-testid="stImageCaption"]', has_text=re.compile("^A$"))).locator("img")
+    small = maps.first.bounding_box()["width"]
+    page.locator(".st-key-large_maps label").first.click()
+    run = wait_ready(page, run)
+    large = maps.first.bounding_box()["width"]
+    assert large >= 1.4 * small, (small, large)
+    _shoot(page, view_shots / "light_ltpa_large.png")
+    page.close()
