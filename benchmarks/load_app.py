@@ -37,7 +37,8 @@ READY_JS = """() => {
     return marker && !running ? Number(marker.getAttribute('data-run')) : -1;
 }"""
 PAIR_BUTTONS = ("Random pair", "Same-class B", "Other-class B", "Swap A")
-TABS = ("Walk-through", "Mutual & gates", "Top-k channels", "LTPA attention", "Grad-CAM", "Predictions")
+PAIR_KEYS = ("btn_random", "btn_intra", "btn_inter", "btn_swap")  # the same buttons' widget keys (app/picker.py)
+TAB_KEY = "tab_label"  # st.tabs(key=...) in app/tabs/__init__.py
 CMAPS = ("viridis", "inferno", "magma", "plasma", "cividis")
 
 
@@ -75,12 +76,11 @@ async def _session(browser, url: str, seconds: float, seed: int, labels: dict[st
         while time.monotonic() < end:
             kind = rng.choice(("pair", "pair", "view", "setting"))
             try:
-                if kind == "view":
-                    await page.get_by_role("tab", name=rng.choice(TABS)).click()
-                    await page.wait_for_timeout(300)
-                    continue  # tabs switch in the browser: no rerun to time
+                closed = page.locator('[role="tab"][aria-selected="false"]')
                 t0 = time.monotonic()
-                if kind == "pair":
+                if kind == "view":  # another tab than the open one: st.tabs(on_change="rerun") reruns
+                    await closed.nth(rng.randrange(await closed.count())).click()
+                elif kind == "pair":
                     await page.get_by_role("button", name=re.compile(rng.choice(PAIR_BUTTONS))).first.click()
                 else:  # another colormap than the current one (choosing the same one reruns nothing)
                     box = page.locator(".st-key-cmap [role=combobox]").first
@@ -119,6 +119,76 @@ async def _session(browser, url: str, seconds: float, seed: int, labels: dict[st
         await context.close()
 
 
+async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str], stats: dict) -> None:
+    """The same person as :func:`_session`, speaking Streamlit's websocket protocol (no rendering)."""
+    from benchmarks.st_protocol import StreamlitClient, button_press, string_choice
+
+    rng = random.Random(seed)
+    client = StreamlitClient(url)
+    start = time.monotonic()
+    try:
+        try:
+            await client.connect()
+            result = await client.rerun(timeout=180)  # the first page load: no widget states yet
+            _ws_check(client, result, "first page", labels, stats)
+        except Exception as exc:  # the first page never finished: an error, the session ends
+            stats["errors"].append(f"first page: {type(exc).__name__}: {str(exc)[:120]}")
+            return
+        stats["first_page"].append(time.monotonic() - start)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            kind = rng.choice(("pair", "pair", "view", "setting"))
+            try:
+                if kind == "pair":
+                    widget = button_press(_need(client.widget_id(rng.choice(PAIR_KEYS))))
+                elif kind == "view":  # another tab than the open one: st.tabs(on_change="rerun") reruns
+                    tabs = client.element(TAB_KEY)
+                    current = (client.tab_labels[tabs.default_tab_index]
+                               if tabs is not None and tabs.default_tab_index < len(client.tab_labels) else None)
+                    choices = [t for t in client.tab_labels if t != current]
+                    widget = string_choice(_need(client.widget_id(TAB_KEY)), rng.choice(_need(choices)))
+                else:  # another colormap than the current one (the same one reruns nothing in a browser)
+                    box = _need(client.element("cmap"))
+                    current = box.raw_value if box.HasField("raw_value") else client.query("cmap")
+                    widget = string_choice(box.id, rng.choice([c for c in box.options if c != current]))
+                result = await client.rerun([widget], timeout=90)
+                stats["latency"][kind].append(result.seconds)
+                _ws_check(client, result, kind, labels, stats)
+            except Exception as exc:  # a timeout or a protocol failure counts as an error
+                stats["errors"].append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
+                if "websocket" in str(exc):
+                    return  # the socket is gone: this session is over
+            await asyncio.sleep(rng.uniform(0.3, 1.5))  # a person reads before the next click
+    finally:
+        stats["media_bytes"] += client.media_bytes
+        await client.close()
+
+
+def _need(value):
+    if not value:
+        raise LookupError("the page lacks a widget this session needs")
+    return value
+
+
+def _ws_check(client, result, kind: str, labels: dict[str, str], stats: dict) -> None:
+    """Errors on the page and the cross-talk check: the cards' class names against this session's URL pair."""
+    from benchmarks.st_protocol import card_names
+
+    if result.status != 0:
+        stats["errors"].append(f"{kind}: script finished with status {result.status}")
+    stats["errors"].extend(f"{kind}: exception box: {e}" for e in result.exceptions)
+    stats["error_alerts"].extend(result.error_alerts)
+    shown = card_names(result.markdown)
+    a, b = client.query("a"), client.query("b")
+    if a and b and "a" in shown and "b" in shown:
+        stats["checked"] += 1
+        expected = [labels.get(a), labels.get(b)]
+        if [shown["a"], shown["b"]] != expected:
+            stats["crosstalk"].append({"url": client.query_string, "shown": [shown["a"], shown["b"]],
+                                       "expected": expected})
+
+
+
 def _tree_peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of a process and its children, in MB."""
     total = 0
@@ -136,32 +206,43 @@ def _tree_peak_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-async def _run(n: int, seconds: float) -> dict:
-    from playwright.async_api import async_playwright
-
+async def _run(n: int, seconds: float, driver: str) -> dict:
     gallery = json.loads((ROOT / "assets" / "gallery" / "gallery.json").read_text())
     labels = {Path(e["file"]).stem: gallery["classes"][e["label"]] for e in gallery["images"]}
-    stats = {"first_page": [], "latency": {"pair": [], "setting": []}, "errors": [], "crosstalk": [], "checked": 0}
+    stats = {"first_page": [], "latency": {"pair": [], "view": [], "setting": []}, "errors": [], "crosstalk": [],
+             "checked": 0, "error_alerts": [], "media_bytes": 0}
     with streamlit_app(os.environ.copy(), timeout=120) as url:
         server_pid = _server_pid(url)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            await asyncio.gather(*(_session(browser, url, seconds, i, labels, stats) for i in range(n)))
-            await browser.close()
+        if driver == "ws":
+            await asyncio.gather(*(_ws_session(url, seconds, i, labels, stats) for i in range(n)))
+        else:
+            from playwright.async_api import async_playwright
+
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                await asyncio.gather(*(_session(browser, url, seconds, i, labels, stats) for i in range(n)))
+                await browser.close()
         peak = _tree_peak_rss_mb(server_pid) if server_pid else float("nan")
-    times = sorted(stats["latency"]["pair"] + stats["latency"]["setting"])
+    times = sorted(t for kind in stats["latency"].values() for t in kind)
 
     def pct(values, q):
         values = sorted(values)
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
-    return {"sessions": n, "seconds": seconds, "actions_timed": len(times), "errors": len(stats["errors"]),
+    def median(values):
+        return statistics.median(values) if values else float("nan")
+
+    lat = stats["latency"]
+    return {"driver": driver, "sessions": n, "seconds": seconds, "actions_timed": len(times), "errors": len(stats["errors"]),
             "error_examples": stats["errors"][:5], "crosstalk": len(stats["crosstalk"]),
             "crosstalk_checks": stats["checked"], "crosstalk_examples": stats["crosstalk"][:3],
-            "median_s": statistics.median(times) if times else float("nan"), "p95_s": pct(times, 0.95),
-            "pair_median_s": statistics.median(stats["latency"]["pair"]) if stats["latency"]["pair"] else float("nan"),
-            "pair_p95_s": pct(stats["latency"]["pair"], 0.95),
-            "setting_p95_s": pct(stats["latency"]["setting"], 0.95),
+            "median_s": median(times), "p95_s": pct(times, 0.95),
+            "pair_n": len(lat["pair"]), "pair_median_s": median(lat["pair"]), "pair_p95_s": pct(lat["pair"], 0.95),
+            "view_n": len(lat["view"]), "view_median_s": median(lat["view"]), "view_p95_s": pct(lat["view"], 0.95),
+            "setting_n": len(lat["setting"]), "setting_median_s": median(lat["setting"]),
+            "setting_p95_s": pct(lat["setting"], 0.95),
+            "error_alerts": len(stats["error_alerts"]), "error_alert_examples": stats["error_alerts"][:3],
+            "media_mb": stats["media_bytes"] / 1e6,
             "first_page_max_s": max(stats["first_page"]) if stats["first_page"] else float("nan"),
             "server_peak_rss_mb": peak}
 
@@ -184,23 +265,27 @@ def main() -> None:
     p.add_argument("--sessions", type=int, nargs="+", default=[10, 20, 30])
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--driver", choices=("ws", "browser"), default="ws",
+                   help="ws: Streamlit's websocket protocol, no rendering (benchmarks/st_protocol.py); "
+                        "browser: headless Chromium pages (the client's CPU competes with the server's)")
     args = p.parse_args()
-    if CHROMIUM is None:
+    if args.driver == "browser" and CHROMIUM is None:
         raise SystemExit("no `chromium` on PATH (apt-get install chromium)")
     if max(args.sessions) > 50 or args.seconds > 600:
         raise SystemExit("bounded: at most 50 sessions and 600 s")
     rows = []
     for n in args.sessions:
-        row = asyncio.run(_run(n, args.seconds))
+        row = asyncio.run(_run(n, args.seconds, args.driver))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| sessions | actions timed | errors | cross-talk (checks) | median | p95 | new pair p95 | setting p95 | "
-          "slowest first page | server peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| driver | sessions | actions timed | errors | cross-talk (checks) | median | p95 | new pair p95 | "
+          "tab p95 | setting p95 | slowest first page | server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sessions']} | {r['actions_timed']} | {r['errors']} | {r['crosstalk']} ({r['crosstalk_checks']}) | {r['median_s']:.1f} s | "
-              f"{r['p95_s']:.1f} s | {r['pair_p95_s']:.1f} s | {r['setting_p95_s']:.1f} s | "
-              f"{r['first_page_max_s']:.0f} s | {r['server_peak_rss_mb']:.0f} MB |")
+        print(f"| {r['driver']} | {r['sessions']} | {r['actions_timed']} | {r['errors']} | {r['crosstalk']} "
+              f"({r['crosstalk_checks']}) | {r['median_s']:.2f} s | {r['p95_s']:.2f} s | {r['pair_p95_s']:.2f} s | "
+              f"{r['view_p95_s']:.2f} s | {r['setting_p95_s']:.2f} s | {r['first_page_max_s']:.0f} s | "
+              f"{r['server_peak_rss_mb']:.0f} MB |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
