@@ -273,6 +273,34 @@ def _tree_cpu_s(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+async def _sample_client_cpu(server_pid: int | None, seen: dict[int, float]) -> None:
+    """Every 0.5 s, the CPU seconds of this process and all its descendants but the app server (the
+    load generator: Chromium and its renderers, or the protocol clients); a process that exits keeps
+    its last sample."""
+    tick = os.sysconf("SC_CLK_TCK")
+    while True:
+        parents, cpu = {}, {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(fields[1])
+                cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        for pid in cpu:
+            up, chain = pid, set()
+            while up and up not in chain:
+                chain.add(up)
+                if up == server_pid:
+                    break
+                if up == os.getpid():
+                    seen[pid] = max(seen.get(pid, 0.0), cpu[pid])
+                    break
+                up = parents.get(up, 0)
+        await asyncio.sleep(0.5)
+
+
 def _tree_peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of a process and its children, in MB."""
     total = 0
@@ -290,6 +318,11 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
              "checked": 0, "error_alerts": [], "media_bytes": 0, "cpu_at_loop_start": None, "server_pid": None}
     with streamlit_app(os.environ.copy(), timeout=120) as url:
         server_pid = stats["server_pid"] = _server_pid(url)
+        server_cpu_start = _tree_cpu_s(server_pid) if server_pid else float("nan")
+        client_cpu: dict[int, float] = {}
+        sampler = asyncio.create_task(_sample_client_cpu(server_pid, client_cpu))
+        await asyncio.sleep(0.6)  # one sample first: the load generator's CPU before the sessions
+        client_cpu_start = sum(client_cpu.values())
         if driver == "ws":
             await asyncio.gather(*(_ws_session(url, seconds, i, labels, stats) for i in range(n)))
         else:
@@ -301,6 +334,7 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
                 await browser.close()
         peak = _tree_peak_rss_mb(server_pid) if server_pid else float("nan")
         cpu_end = _tree_cpu_s(server_pid) if server_pid else float("nan")
+        sampler.cancel()
     times = sorted(t for kind in stats["latency"].values() for t in kind)
 
     def pct(values, q):
@@ -326,7 +360,8 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
             "error_alerts": len(stats["error_alerts"]), "error_alert_examples": stats["error_alerts"][:3],
             "media_mb": stats["media_bytes"] / 1e6,
             "first_page_max_s": max(stats["first_page"]) if stats["first_page"] else float("nan"),
-            "server_peak_rss_mb": peak, "server_cpu_per_action_s": _cpu_per_action(stats, cpu_end)}
+            "server_peak_rss_mb": peak, "server_cpu_per_action_s": _cpu_per_action(stats, cpu_end),
+            "server_cpu_s": cpu_end - server_cpu_start, "client_cpu_s": sum(client_cpu.values()) - client_cpu_start}
 
 
 def _cpu_per_action(stats: dict, cpu_end: float) -> float:
@@ -370,14 +405,15 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\n| driver | sessions | actions timed | errors | cross-talk (checks) | median | p95 | protocol median | "
-          "new pair p95 | tab p95 | setting p95 | slowest first page | server peak RSS | server CPU / action |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "new pair p95 | tab p95 | setting p95 | slowest first page | server peak RSS | server CPU / action | server CPU | load generator CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['driver']} | {r['sessions']} | {r['actions_timed']} | {r['errors']} | {r['crosstalk']} "
               f"({r['crosstalk_checks']}) | {r['median_s']:.2f} s | {r['p95_s']:.2f} s | {r['wire_median_all_s']:.2f} s | "
               f"{r['pair_p95_s']:.2f} s | "
               f"{r['view_p95_s']:.2f} s | {r['setting_p95_s']:.2f} s | {r['first_page_max_s']:.0f} s | "
-              f"{r['server_peak_rss_mb']:.0f} MB | {r['server_cpu_per_action_s']:.2f} s |")
+              f"{r['server_peak_rss_mb']:.0f} MB | {r['server_cpu_per_action_s']:.2f} s | {r['server_cpu_s']:.1f} s | "
+              f"{r['client_cpu_s']:.1f} s |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
