@@ -186,6 +186,7 @@ async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str
             await asyncio.sleep(rng.uniform(0.3, 1.5))  # a person reads before the next click
     finally:
         stats["media_bytes"] += client.media_bytes
+        stats["cache_hits"] += client.cache_hits
         await client.close()
 
 
@@ -229,6 +230,7 @@ def _ws_check(client, result, kind: str, labels: dict[str, str], stats: dict) ->
         stats["errors"].append(f"{kind}: script finished with status {result.status}")
     stats["errors"].extend(f"{kind}: exception box: {e}" for e in result.exceptions)
     stats["error_alerts"].extend(result.error_alerts)
+    stats["received_bytes"] += result.bytes
     shown = card_names(result.markdown)
     a, b = client.query("a"), client.query("b")
     if a and b and "a" in shown and "b" in shown:
@@ -315,7 +317,8 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
     labels = {Path(e["file"]).stem: gallery["classes"][e["label"]] for e in gallery["images"]}
     stats = {"first_page": [], "latency": {"pair": [], "view": [], "setting": []},
              "wire": {"pair": [], "view": [], "setting": []}, "errors": [], "crosstalk": [],
-             "checked": 0, "error_alerts": [], "media_bytes": 0, "cpu_at_loop_start": None, "server_pid": None}
+             "checked": 0, "error_alerts": [], "media_bytes": 0, "received_bytes": 0,
+             "cache_hits": 0, "cpu_at_loop_start": None, "server_pid": None}
     with streamlit_app(os.environ.copy(), timeout=120) as url:
         server_pid = stats["server_pid"] = _server_pid(url)
         server_cpu_start = _tree_cpu_s(server_pid) if server_pid else float("nan")
@@ -358,7 +361,8 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
             "wire_median_s": {k: median(v) for k, v in stats["wire"].items()},
             "wire_p95_s": {k: pct(v, 0.95) for k, v in stats["wire"].items()},
             "error_alerts": len(stats["error_alerts"]), "error_alert_examples": stats["error_alerts"][:3],
-            "media_mb": stats["media_bytes"] / 1e6,
+            "media_mb": stats["media_bytes"] / 1e6, "ws_received_mb": stats["received_bytes"] / 1e6,
+            "ws_cache_hits": stats["cache_hits"],
             "first_page_max_s": max(stats["first_page"]) if stats["first_page"] else float("nan"),
             "server_peak_rss_mb": peak, "server_cpu_per_action_s": _cpu_per_action(stats, cpu_end),
             "server_cpu_s": cpu_end - server_cpu_start, "client_cpu_s": sum(client_cpu.values()) - client_cpu_start}

@@ -17,10 +17,14 @@ Streamlit 1.67's frontend talks to the server over one websocket, ``ws://HOST:PO
   when ``st.query_params`` changed the URL, and ``script_finished`` (0 success, 1 compile error, 2
   stopped early for a rerun, 3 fragment run).
 
-This client reports no cached messages, so the server never substitutes ``ref_hash`` references and
-sends every message in full (what a tab with an empty cache receives). Widgets it does not touch are
-not re-sent (the server keeps their last values); a browser re-sends every widget's value. Images are
-fetched over HTTP from their ``/media/...`` URLs once per session, like a browser with a cache.
+Like the frontend (``ForwardMessageCache``), the client keeps the messages the server marks
+``cacheable`` (``new_element`` deltas of at least ``global.minCachedMessageSize``), reports their
+hashes in every ``ClientState.cached_message_hashes``, resolves the server's ``ref_hash`` references
+from them, and expires an entry once more than ``NewSession.config.max_cached_message_age`` runs have
+finished (any status but "early for rerun") since it was last used; ``use_cache=False`` claims no
+cache, so every message comes in full. Widgets the client does not touch are not re-sent (the server
+keeps their last values); a browser re-sends every widget's value. Images are fetched over HTTP from
+their ``/media/...`` URLs once per session, like a browser with a cache.
 """
 
 from __future__ import annotations
@@ -92,10 +96,15 @@ class StreamlitClient:
     the tab labels, the page's query string (``query``) as the browser's address bar would hold it.
     """
 
-    def __init__(self, base_url: str, query_string: str = "", *, fetch_media: bool = True):
+    def __init__(self, base_url: str, query_string: str = "", *, fetch_media: bool = True, use_cache: bool = True):
         self.base_url = base_url.rstrip("/")
         self.query_string = query_string.lstrip("?")
         self.fetch_media = fetch_media
+        self.use_cache = use_cache
+        self.cache: dict[str, list] = {}  # hash -> [serialized ForwardMsg, run count when last used]
+        self.cache_hits = 0
+        self._runs_finished = 0
+        self._max_cache_age = 2  # NewSession.config.max_cached_message_age replaces it
         self.page_script_hash = ""
         self.elements: dict[tuple[int, ...], tuple[str, object]] = {}  # delta path -> (type, proto)
         self.tab_labels: list[str] = []
@@ -159,6 +168,7 @@ class StreamlitClient:
         state = msg.rerun_script
         state.query_string = self.query_string
         state.page_script_hash = self.page_script_hash
+        state.cached_message_hashes.extend(self.cache)
         state.widget_states.widgets.extend(widgets)
         info = state.context_info
         info.timezone, info.timezone_offset, info.locale = "UTC", 0, "en-US"
@@ -171,10 +181,13 @@ class StreamlitClient:
         kind = msg.WhichOneof("type")
         if kind == "new_session":
             self.page_script_hash = msg.new_session.page_script_hash or self.page_script_hash
+            if msg.new_session.HasField("config"):
+                self._max_cache_age = msg.new_session.config.max_cached_message_age
         elif kind == "page_info_changed":
             self.query_string = msg.page_info_changed.query_string
-        elif kind == "ref_hash":  # never requested (no cached hashes are claimed)
-            raise ProtocolError("server sent a cache reference although none was claimed")
+        elif kind == "script_finished" and msg.script_finished != FINISHED_EARLY_FOR_RERUN:
+            self._runs_finished += 1
+            self.cache = {h: e for h, e in self.cache.items() if self._runs_finished - e[1] <= self._max_cache_age}
         elif kind == "delta":
             delta, path = msg.delta, tuple(msg.metadata.delta_path)
             which = delta.WhichOneof("type")
@@ -245,6 +258,21 @@ class StreamlitClient:
         msg.ParseFromString(frame)
         result.messages += 1
         result.bytes += len(frame)
+        if msg.WhichOneof("type") == "ref_hash":  # a message this client said it holds
+            entry = self.cache.get(msg.ref_hash)
+            if entry is None:
+                raise ProtocolError(f"server referred to uncached message {msg.ref_hash}")
+            entry[1] = self._runs_finished
+            self.cache_hits += 1
+            cached = ForwardMsg()
+            cached.ParseFromString(entry[0])
+            cached.metadata.CopyFrom(msg.metadata)
+            msg = cached
+        elif self.use_cache and msg.metadata.cacheable and msg.hash:
+            if msg.hash in self.cache:
+                self.cache[msg.hash][1] = self._runs_finished
+            else:
+                self.cache[msg.hash] = [frame, self._runs_finished]
         kind = msg.WhichOneof("type")
         if kind == "new_session":
             self._touched = set()

@@ -58,7 +58,7 @@ def test_client_state_carries_query_string_page_hash_and_widgets():
     state = msg.rerun_script
     assert msg.WhichOneof("type") == "rerun_script"
     assert (state.query_string, state.page_script_hash) == ("a=x&cmap=magma", "abc")
-    assert list(state.cached_message_hashes) == []  # no cache claimed: the server sends every message in full
+    assert list(state.cached_message_hashes) == []  # nothing cached yet
     widgets = {w.id: w for w in state.widget_states.widgets}
     assert widgets["$$ID-1-btn_random"].WhichOneof("value") == "trigger_value"
     assert widgets["$$ID-1-btn_random"].trigger_value is True
@@ -107,11 +107,46 @@ def test_page_model_finds_widgets_tabs_cards_errors_and_drops_stale_elements():
     assert (0, 99) not in client.elements and (0, 6, 1) in client.elements
 
 
-def test_a_cache_reference_is_a_protocol_error():
-    msg = ForwardMsg()
-    msg.ref_hash = "deadbeef"
-    with pytest.raises(ProtocolError):
-        StreamlitClient("http://127.0.0.1:1")._fold(msg.SerializeToString(), RunResult(0.0, -1))
+def _cacheable(path, body: str, run_id_hash: str) -> ForwardMsg:
+    msg = _delta(path, lambda d: setattr(d.new_element.markdown, "body", body))
+    msg.hash, msg.metadata.cacheable = run_id_hash, True
+    return msg
+
+
+def test_cache_like_the_frontend_reports_resolves_and_expires():
+    client = StreamlitClient("http://127.0.0.1:1", fetch_media=False)
+    client._max_cache_age = 1
+    finished = ForwardMsg()
+    finished.script_finished = ForwardMsg.FINISHED_SUCCESSFULLY
+    client._fold(_cacheable([0, 1], "big chart", "h1").SerializeToString(), RunResult(0.0, -1))
+    client._fold(_delta([0, 2], lambda d: setattr(d.new_element.markdown, "body", "small")).SerializeToString(),
+                 RunResult(0.0, -1))
+    assert list(client.client_state_msg().rerun_script.cached_message_hashes) == ["h1"]
+
+    ref = ForwardMsg()
+    ref.ref_hash = "h1"
+    ref.metadata.delta_path.extend([0, 5])  # the same element drawn elsewhere this time
+    result = RunResult(0.0, -1)
+    msg = client._fold(ref.SerializeToString(), result)
+    assert msg.delta.new_element.markdown.body == "big chart" and list(msg.metadata.delta_path) == [0, 5]
+    assert result.markdown == ["big chart"] and client.elements[(0, 5)][0] == "markdown"
+    assert client.cache_hits == 1
+
+    for _ in range(2):  # unused for more than max_cached_message_age finished runs: expired
+        client._fold(finished.SerializeToString(), RunResult(0.0, -1))
+    assert client.cache == {}
+    with pytest.raises(ProtocolError, match="uncached"):
+        client._fold(ref.SerializeToString(), RunResult(0.0, -1))
+    early = ForwardMsg()
+    early.script_finished = ForwardMsg.FINISHED_EARLY_FOR_RERUN
+    client._fold(_cacheable([0, 1], "big chart", "h1").SerializeToString(), RunResult(0.0, -1))
+    for _ in range(3):  # runs stopped for a rerun do not age the cache (as in the frontend)
+        client._fold(early.SerializeToString(), RunResult(0.0, -1))
+    assert list(client.cache) == ["h1"]
+
+    no_cache = StreamlitClient("http://127.0.0.1:1", fetch_media=False, use_cache=False)
+    no_cache._fold(_cacheable([0, 1], "big chart", "h1").SerializeToString(), RunResult(0.0, -1))
+    assert list(no_cache.client_state_msg().rerun_script.cached_message_hashes) == []
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +155,10 @@ def app_url(tmp_path_factory):
     from tests.e2e.server import serve_assets
 
     assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    for url in serve_assets(tmp_path_factory, assets):
-        yield url, assets["gallery"]
+    with pytest.MonkeyPatch.context() as mp:  # cache messages from 200 bytes: references come every run
+        mp.setenv("STREAMLIT_GLOBAL_MIN_CACHED_MESSAGE_SIZE", "200")
+        for url in serve_assets(tmp_path_factory, assets):
+            yield url, assets["gallery"]
 
 
 @pytest.mark.slow
@@ -142,7 +179,9 @@ def test_protocol_session_against_the_app(app_url):
             runs.append(await client.rerun([string_choice(client.widget_id("tab_label"), other_tab)]))
             tab_index = client.element("tab_label").default_tab_index
             new_cmap = next(c for c in client.element("cmap").options if c != first["cmap"])
+            hits = client.cache_hits
             runs.append(await client.rerun([string_choice(client.element("cmap").id, new_cmap)]))
+            assert client.cache_hits > hits  # unchanged elements came as ref_hash and were resolved
             return client, runs, first, swapped, other_tab, tab_index, new_cmap
         finally:
             await client.close()
@@ -153,6 +192,7 @@ def test_protocol_session_against_the_app(app_url):
     assert all(0 < r.seconds < 120 and r.messages > 10 for r in runs)
     assert first["a"] != first["b"] and (swapped["a"], swapped["b"]) == (first["b"], first["a"])
     assert card_names(runs[1].markdown) == {"a": labels[swapped["a"]], "b": labels[swapped["b"]]}
+    assert card_names(runs[3].markdown) == card_names(runs[1].markdown)  # cards intact through the cache
     assert client.tab_labels[tab_index] == other_tab and tab_index > 0
     assert client.query("cmap") == new_cmap
     assert client.media_bytes > 1000  # the cards' images were fetched from /media/
