@@ -186,6 +186,8 @@ async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str
             await asyncio.sleep(rng.uniform(0.3, 1.5))  # a person reads before the next click
     finally:
         stats["media_bytes"] += client.media_bytes
+        if client.media_failures:  # a broken image in a browser
+            stats["errors"].append(f"media: {client.media_failures} image(s) not served")
         stats["cache_hits"] += client.cache_hits
         await client.close()
 

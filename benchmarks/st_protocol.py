@@ -110,6 +110,7 @@ class StreamlitClient:
         self.tab_labels: list[str] = []
         self.media_fetched: set[str] = set()
         self.media_bytes = 0
+        self.media_failures = 0
         self._ws = None
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._reader: asyncio.Task | None = None
@@ -289,17 +290,29 @@ class StreamlitClient:
     async def _fetch_media(self, urls: list[str]) -> None:
         new = [u for u in dict.fromkeys(urls) if u not in self.media_fetched]
         self.media_fetched.update(new)
-        sizes = await asyncio.gather(*(_http_get_size(self.base_url, u) for u in new), return_exceptions=True)
+        slots = asyncio.Semaphore(6)  # a browser opens at most 6 HTTP/1.1 connections per host
+
+        async def get(url: str) -> int:
+            async with slots:
+                return await _http_get_size(self.base_url, url)
+
+        sizes = await asyncio.gather(*(get(u) for u in new), return_exceptions=True)
         self.media_bytes += sum(s for s in sizes if isinstance(s, int))
+        self.media_failures += sum(1 for s in sizes if not isinstance(s, int))
 
 
 async def _http_get_size(base_url: str, path: str) -> int:
-    """GET ``path`` (HTTP/1.1, connection closed after) and return the response's length in bytes."""
+    """GET ``path`` (HTTP/1.1, connection closed after) and return the response's length in bytes;
+    :class:`ProtocolError` unless the status is 200."""
     parsed = urllib.parse.urlsplit(base_url)
     reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nConnection: close\r\n\r\n".encode())
         await writer.drain()
-        return len(await reader.read())
+        response = await reader.read()
+        status = response.split(b"\r\n", 1)[0]
+        if b" 200 " not in status + b" ":
+            raise ProtocolError(f"GET {path}: {status.decode(errors='replace')}")
+        return len(response)
     finally:
         writer.close()

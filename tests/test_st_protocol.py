@@ -21,7 +21,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
 from app.text import md  # noqa: E402
 from benchmarks.st_protocol import (  # noqa: E402
-    ProtocolError, RunResult, StreamlitClient, button_press, card_names, string_choice)
+    ProtocolError, RunResult, StreamlitClient, _http_get_size, button_press, card_names, string_choice)
 
 
 def _delta(path, fill) -> ForwardMsg:
@@ -195,4 +195,6 @@ def test_protocol_session_against_the_app(app_url):
     assert card_names(runs[3].markdown) == card_names(runs[1].markdown)  # cards intact through the cache
     assert client.tab_labels[tab_index] == other_tab and tab_index > 0
     assert client.query("cmap") == new_cmap
-    assert client.media_bytes > 1000  # the cards' images were fetched from /media/
+    assert client.media_bytes > 1000 and client.media_failures == 0  # the images came from /media/
+    with pytest.raises(ProtocolError, match="404"):  # a missing image is a failure, not bytes
+        asyncio.run(_http_get_size(url, "/media/" + "0" * 56 + ".png"))
