@@ -1,7 +1,8 @@
 """A headless Streamlit client: one browser tab's conversation with ``streamlit run``, without rendering.
 
-Streamlit 1.67's frontend talks to the server over one websocket, ``ws://HOST:PORT/_stcore/stream``
-(Starlette server, ``streamlit/web/server/starlette/starlette_websocket.py``):
+Streamlit 1.67's frontend asks ``/_stcore/health`` and ``/_stcore/host-config`` and then talks to the
+server over one websocket, ``ws://HOST:PORT/_stcore/stream`` (Starlette server,
+``streamlit/web/server/starlette/starlette_websocket.py``):
 
 * the handshake offers the subprotocol ``streamlit`` (the header's later, optional entries carry an
   XSRF token and a session id to resume; a fresh tab sends neither) with a same-origin ``Origin``;
@@ -122,6 +123,8 @@ class StreamlitClient:
     async def connect(self, timeout: float = 30.0) -> None:
         from websockets.asyncio.client import connect
 
+        for path in ("/_stcore/health", "/_stcore/host-config"):  # what the frontend asks before the socket
+            await asyncio.wait_for(_http_get_size(self.base_url, path), timeout)
         ws_url = "ws" + self.base_url[len("http"):] + "/_stcore/stream"
         self._ws = await connect(ws_url, subprotocols=["streamlit"], origin=self.base_url, max_size=None,
                                  open_timeout=timeout, ping_interval=None, proxy=None)
