@@ -15,8 +15,8 @@ the process tree's VmHWM; server CPU per action is the tree's user + system time
 Drivers:
 
 * ``ws`` (default): each session is a :class:`benchmarks.st_protocol.StreamlitClient`, which speaks
-  Streamlit's own websocket protocol like a browser tab (the same BackMsgs for the same clicks, every
-  ForwardMsg received in full, images fetched from /media/) but renders nothing, so on a small machine
+  Streamlit's own websocket protocol like a browser tab (the same BackMsgs for the same clicks, the
+  frontend's ForwardMsg cache, images fetched from /media/) but renders nothing, so on a small machine
   the clients do not take the CPU the server needs. An action is timed from its rerun BackMsg to the
   run's ``script_finished``; cards are read from the run's Markdown deltas, the pair from the query
   string the server sends (``page_info_changed``).
@@ -144,7 +144,7 @@ async def _session(browser, url: str, seconds: float, seed: int, labels: dict[st
 
 async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str], stats: dict) -> None:
     """The same person as :func:`_session`, speaking Streamlit's websocket protocol (no rendering)."""
-    from benchmarks.st_protocol import StreamlitClient, button_press, string_choice
+    from benchmarks.st_protocol import ProtocolError, StreamlitClient, button_press, string_choice
 
     rng = random.Random(seed)
     client = StreamlitClient(url)
@@ -181,7 +181,7 @@ async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str
                 _ws_check(client, result, kind, labels, stats)
             except Exception as exc:  # a timeout or a protocol failure counts as an error
                 stats["errors"].append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
-                if "websocket" in str(exc):
+                if isinstance(exc, ProtocolError) and str(exc).startswith("websocket"):
                     return  # the socket is gone: this session is over
             await asyncio.sleep(rng.uniform(0.3, 1.5))  # a person reads before the next click
     finally:
