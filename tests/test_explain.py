@@ -339,8 +339,31 @@ def test_gradcam_hirescam_and_xgradcam_coincide_at_the_last_layer(models, pair):
     assert "class-agnostic" in e.cams["apinet/pair/eigencam"].label
     assert "pair-path" not in e.cams["apinet/pair/eigencam"].label
     assert CAM_LABELS["eigencam"] == "EigenCAM (class-agnostic)" and "= Grad-CAM" in CAM_LABELS["hirescam"]
+    # class-agnostic: the pair path's EigenCAM is the test path's (the same activations, computed once)
+    np.testing.assert_array_equal(e.cams["apinet/pair/eigencam"].raw1, e.cams["apinet/test/eigencam"].raw1)
+    assert float(e.cams["apinet/test/eigencam"].raw1.max()) > 0
     # an earlier layer: the gradient varies over positions and HiResCAM differs from Grad-CAM
     e3 = explain_pair(model, *pair, cam_methods=("gradcam", "hirescam"), cam_layer="layer3", cam_paths=("test",))
     c3 = e3.cams["apinet/test/gradcam"]
     h3 = e3.cams["apinet/test/hirescam"]
     assert max(np.abs(c3.raw1 - h3.raw1).max(), np.abs(c3.raw2 - h3.raw2).max()) > 1e-4
+
+
+def test_eigencam_projection_is_grad_cams_with_the_reduced_svd():
+    """EigenCAM's map through the reduced SVD equals grad-cam's get_2d_projection (full SVD), NaN
+    handling included, on activations shaped like the demo's last stage."""
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from apinet.explain.cams import cam_method, eigen_projection
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        acts = np.maximum(rng.normal(size=(2, 96 + 200 * trial, 7, 9)), 0).astype(np.float32)
+        acts *= rng.random((1, acts.shape[1], 1, 1)).astype(np.float32)
+        if trial == 5:
+            acts[0, 3, 2, 2] = np.nan
+        ours = eigen_projection(acts)
+        np.testing.assert_allclose(ours, get_2d_projection(acts), rtol=1e-4, atol=1e-4)
+        assert ours.shape == (2, 7, 9) and ours.dtype == np.float32
+    np.testing.assert_allclose(cam_method("eigencam").get_cam_image(None, None, None, acts, None, False),
+                               get_2d_projection(acts), rtol=1e-4, atol=1e-4)
