@@ -133,7 +133,15 @@ class RunGate:
 
 #: Explanations computing at once in this process (``APINET_MAX_MODEL_RUNS``, default 1: a pair's
 #: backward passes already use every core PyTorch is given; two at once only slow both down).
-MAX_MODEL_RUNS = max(1, int(os.environ.get("APINET_MAX_MODEL_RUNS", "1") or 1))
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    """An integer setting from the environment, clamped to [low, high]; a bad value gives the default."""
+    try:
+        return min(high, max(low, int(os.environ.get(name, "").strip() or default)))
+    except ValueError:
+        return default
+
+
+MAX_MODEL_RUNS = _env_int("APINET_MAX_MODEL_RUNS", 1, 1, 16)
 RUN_GATE = RunGate(MAX_MODEL_RUNS)
 
 
@@ -458,16 +466,18 @@ def cam_methods() -> list[str]:
     return list(CAM_METHODS)
 
 
-#: Explanations kept per process. One pair at the paper's 448 px with ResNet-101 API-Net + baseline, as
-#: the app requests it (6 CAM methods, LTPA at 4 stages, k = 10), holds 3.9 MB of arrays and pickles to
-#: 3.9 MB (benchmarks/explanation_memory.py, benchmarks/RESULTS.md), so the explanation cache stays
-#: under 32 x 3.9 MB = about 125 MB per process (:data:`EXPLANATION_CACHE_MB`).
-EXPLANATION_CACHE_ENTRIES = 32
+#: The explanation cache's bound in MB of pickled explanations per process
+#: (``APINET_EXPLANATION_CACHE_MB``, default 256); the least recently used pairs are dropped beyond
+#: it. One pair at the paper's 448 px with ResNet-101 API-Net + baseline, as the app requests it (6 CAM
+#: methods, LTPA at 4 stages, k = 10), pickles to 3.9 MB (benchmarks/explanation_memory.py), so 256 MB
+#: keep about 65 such pairs, or about 250 demo pairs (224 px, about 1 MB each). A count alone did not
+#: do: with 32 entries, a classroom's stream of new pairs evicted the pairs the teacher named.
+EXPLANATION_CACHE_MB = _env_int("APINET_EXPLANATION_CACHE_MB", 256, 16, 65536)
+EXPLANATION_CACHE_ENTRIES = 4096  # a backstop; the byte bound above is the one that acts
 MB_PER_PAIR = 3.9
-EXPLANATION_CACHE_MB = EXPLANATION_CACHE_ENTRIES * MB_PER_PAIR
 
 
-@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
+@st.cache_data(show_spinner=False, max_entries=1024)
 def predicted_class(ckpt_path: str, sha256: str, image_sha: str, _data: bytes) -> int:
     """API-Net's test-path prediction for one image (the default reference class of an upload)."""
     del image_sha  # cache key only
@@ -477,7 +487,7 @@ def predicted_class(ckpt_path: str, sha256: str, image_sha: str, _data: bytes) -
         return int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
 
 
-@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES)
+@st.cache_data(show_spinner=False, max_entries=EXPLANATION_CACHE_ENTRIES, max_size=f"{EXPLANATION_CACHE_MB}MB")
 def _explain_cached(request: ExplainRequest, _data_a: bytes, _data_b: bytes):
     apinet_model = load_checkpoint(request.apinet_path, request.apinet_sha)
     baseline = None

@@ -4,13 +4,16 @@
 
 For each N: a fresh app server on a loopback port (the shipped demo) and N sessions, each of which
 opens the app and then, for ``--seconds``, repeats random actions with a person's think time
-(0.3-1.5 s): pick a pair (the paper's suggestion buttons, "Random pair", "Swap"), open another tab
+(0.3-1.5 s): pick a new pair (the paper's suggestion buttons, "Random pair", "Swap"), open one of
+six pairs the teacher named (both selectors at once; ws driver), open another tab
 (``st.tabs(on_change="rerun")`` reruns the script) or change a display setting (the colormap). Each
 action is timed until its script run has finished. After every run the session reads its image
 cards' class names and checks them against its own URL's pair in gallery.json: a mismatch would be
 another session's pair (cross-talk). Errors are Streamlit exception boxes, a run that does not finish
 within 90 s, a script that does not finish successfully (ws) or a client failure. Peak server memory is
 the process tree's VmHWM; server CPU per action is the tree's user + system time over the actions.
+Pair changes are split by whether any session had explained that pair before (a cache hit, issue #16's
+"gallery pair already explained by any session") or not (a model run, queued behind the others).
 
 Drivers:
 
@@ -154,6 +157,7 @@ async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str
             await client.connect()
             result = await client.rerun(timeout=180)  # the first page load: no widget states yet
             _ws_check(client, result, "first page", labels, stats)
+            stats["explained"].add((client.query("a"), client.query("b")))
         except Exception as exc:  # the first page never finished: an error, the session ends
             stats["errors"].append(f"first page: {type(exc).__name__}: {str(exc)[:120]}")
             return
@@ -161,23 +165,34 @@ async def _ws_session(url: str, seconds: float, seed: int, labels: dict[str, str
         _mark_loop_start(stats)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            kind = rng.choice(("pair", "pair", "view", "setting"))
+            kind = rng.choice(("pair", "known", "view", "setting"))
+            before = (client.query("a"), client.query("b"))
             try:
                 if kind == "pair":
-                    widget = button_press(_need(client.widget_id(rng.choice(PAIR_KEYS))))
+                    widgets = [button_press(_need(client.widget_id(rng.choice(PAIR_KEYS))))]
+                elif kind == "known":  # one of the pairs the teacher named: both selectors at once
+                    box_a, box_b = _need(client.element("a")), _need(client.element("b"))
+                    i, j = rng.choice(stats["known_pairs"])
+                    widgets = [string_choice(box_a.id, box_a.options[i % len(box_a.options)]),
+                               string_choice(box_b.id, box_b.options[j % len(box_b.options)])]
                 elif kind == "view":  # another tab than the open one: st.tabs(on_change="rerun") reruns
                     tabs = client.element(TAB_KEY)
                     current = (client.tab_labels[tabs.default_tab_index]
                                if tabs is not None and tabs.default_tab_index < len(client.tab_labels) else None)
                     choices = [t for t in client.tab_labels if t != current]
-                    widget = string_choice(_need(client.widget_id(TAB_KEY)), rng.choice(_need(choices)))
+                    widgets = [string_choice(_need(client.widget_id(TAB_KEY)), rng.choice(_need(choices)))]
                 else:  # another colormap than the current one (the same one reruns nothing in a browser)
                     box = _need(client.element("cmap"))
                     current = box.raw_value if box.HasField("raw_value") else client.query("cmap")
-                    widget = string_choice(box.id, rng.choice([c for c in box.options if c != current]))
-                result = await client.rerun([widget], timeout=90)
+                    widgets = [string_choice(box.id, rng.choice([c for c in box.options if c != current]))]
+                result = await client.rerun(widgets, timeout=90)
                 stats["latency"][kind].append(result.seconds)
                 stats["wire"][kind].append(result.seconds)  # the same thing here: send to script_finished
+                after = (client.query("a"), client.query("b"))
+                if kind in ("pair", "known") and after != before:  # a pair change: explained before or new?
+                    group = "explained_pair" if after in stats["explained"] else "new_pair"
+                    stats["by_pair"][group].append(result.seconds)
+                stats["explained"].add(after)
                 _ws_check(client, result, kind, labels, stats)
             except Exception as exc:  # a timeout or a protocol failure counts as an error
                 stats["errors"].append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
@@ -317,8 +332,11 @@ def _tree_peak_rss_mb(pid: int) -> float:
 async def _run(n: int, seconds: float, driver: str) -> dict:
     gallery = json.loads((ROOT / "assets" / "gallery" / "gallery.json").read_text())
     labels = {Path(e["file"]).stem: gallery["classes"][e["label"]] for e in gallery["images"]}
-    stats = {"first_page": [], "latency": {"pair": [], "view": [], "setting": []},
-             "wire": {"pair": [], "view": [], "setting": []}, "errors": [], "crosstalk": [],
+    pair_rng = random.Random(12345)  # the same six "pairs the teacher named" for every session
+    stats = {"first_page": [], "latency": {"pair": [], "known": [], "view": [], "setting": []},
+             "wire": {"pair": [], "known": [], "view": [], "setting": []},
+             "known_pairs": [tuple(pair_rng.sample(range(40), 2)) for _ in range(6)],
+             "explained": set(), "by_pair": {"explained_pair": [], "new_pair": []}, "errors": [], "crosstalk": [],
              "checked": 0, "error_alerts": [], "media_bytes": 0, "received_bytes": 0,
              "cache_hits": 0, "cpu_at_loop_start": None, "server_pid": None}
     with streamlit_app(os.environ.copy(), timeout=120) as url:
@@ -355,6 +373,13 @@ async def _run(n: int, seconds: float, driver: str) -> dict:
             "crosstalk_checks": stats["checked"], "crosstalk_examples": stats["crosstalk"][:3],
             "median_s": median(times), "p95_s": pct(times, 0.95),
             "pair_n": len(lat["pair"]), "pair_median_s": median(lat["pair"]), "pair_p95_s": pct(lat["pair"], 0.95),
+            "known_n": len(lat["known"]), "known_p95_s": pct(lat["known"], 0.95),
+            "explained_pair_n": len(stats["by_pair"]["explained_pair"]),
+            "explained_pair_median_s": median(stats["by_pair"]["explained_pair"]),
+            "explained_pair_p95_s": pct(stats["by_pair"]["explained_pair"], 0.95),
+            "new_pair_n": len(stats["by_pair"]["new_pair"]),
+            "new_pair_median_s": median(stats["by_pair"]["new_pair"]),
+            "new_pair_p95_s": pct(stats["by_pair"]["new_pair"], 0.95),
             "view_n": len(lat["view"]), "view_median_s": median(lat["view"]), "view_p95_s": pct(lat["view"], 0.95),
             "setting_n": len(lat["setting"]), "setting_median_s": median(lat["setting"]),
             "setting_p95_s": pct(lat["setting"], 0.95),
@@ -411,12 +436,13 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print("\n| driver | sessions | actions timed | errors | cross-talk (checks) | median | p95 | protocol median | "
-          "new pair p95 | tab p95 | setting p95 | slowest first page | server peak RSS | server CPU / action | server CPU | load generator CPU |")
+          "pair already explained: n, p95 | new pair: n, median, p95 | tab p95 | setting p95 | slowest first page | server peak RSS | server CPU / action | server CPU | load generator CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['driver']} | {r['sessions']} | {r['actions_timed']} | {r['errors']} | {r['crosstalk']} "
               f"({r['crosstalk_checks']}) | {r['median_s']:.2f} s | {r['p95_s']:.2f} s | {r['wire_median_all_s']:.2f} s | "
-              f"{r['pair_p95_s']:.2f} s | "
+              f"{r['explained_pair_n']}, {r['explained_pair_p95_s']:.2f} s | "
+              f"{r['new_pair_n']}, {r['new_pair_median_s']:.2f} s, {r['new_pair_p95_s']:.2f} s | "
               f"{r['view_p95_s']:.2f} s | {r['setting_p95_s']:.2f} s | {r['first_page_max_s']:.0f} s | "
               f"{r['server_peak_rss_mb']:.0f} MB | {r['server_cpu_per_action_s']:.2f} s | {r['server_cpu_s']:.1f} s | "
               f"{r['client_cpu_s']:.1f} s |")

@@ -3,8 +3,9 @@
     python scripts/screenshots.py [--out docs/screenshots] [--theme light|dark]
 
 Starts the app on the demo checkpoints and gallery, waits for each run to finish, and saves the first
-screen (`app_overview.png`), the walk-through, the gates, top-k channels, LTPA and Grad-CAM tabs
-(`app_<tab>.png`, the tab's panel) and the first screen at phone width (`app_narrow.png`).
+screen (`app_overview.png`), every tab (`app_<tab>.png`, the tab's panel; the contrast tab with the
+differing part outlined) and the first screen at phone width (`app_narrow.png`); `--theme dark`
+writes the same with the browser in dark mode (`*_dark.png`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from tests.e2e.server import streamlit_app  # noqa: E402
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, NARROW, WIDE, wait_ready  # noqa: E402
 
 TABS = {"walkthrough": "Walk-through", "gates": "Mutual & gates", "channels": "Top-k channels",
-        "ltpa": "LTPA attention", "gradcam": "Grad-CAM"}
+        "ltpa": "LTPA attention", "gradcam": "Grad-CAM", "exact": "Exact maps", "contrast": "Why A, not B",
+        "match": "Where does it match?", "predictions": "Predictions", "export": "Export"}
 
 
 def main() -> None:
@@ -38,11 +40,17 @@ def main() -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=WIDE, color_scheme=args.theme)
         page.goto(url)
-        wait_ready(page, timeout=180)
+        run = wait_ready(page, timeout=180)
         page.screenshot(path=str(args.out / f"app_overview{suffix}.png"))
         page.set_viewport_size({"width": WIDE["width"], "height": 3000})  # lazy images paint only in view
         for name, label in TABS.items():
             page.get_by_role("tab", name=label).click()
+            run = wait_ready(page, run, timeout=120)  # only the open tab runs: wait for its run
+            if name == "contrast":  # the differing part's outline, with hit / miss
+                toggle = page.get_by_text("Outline the part that differs").first
+                if toggle.count():
+                    toggle.click()
+                    run = wait_ready(page, run, timeout=120)
             panel = page.locator('[role="tabpanel"]:visible').first
             # images load lazily: scroll through the panel so every one is fetched and painted
             for fraction in (0.25, 0.5, 0.75, 1.0, 0.0):

@@ -341,3 +341,20 @@ def test_clip_caption_uses_ordinals():
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "97.5th", "98th", "100th"]
     assert scope_caption("pair", 98.0).endswith("clipped at the 2nd / 98th percentiles.")
     assert "clipped" not in scope_caption("pair", 100.0)
+
+
+def test_explanation_cache_is_bounded_in_bytes_and_env_numbers_are_checked(monkeypatch):
+    """The explanation cache's bound is bytes (256 MB by default), not a count a classroom's stream of
+    new pairs runs through; settings from the environment are clamped and a bad one falls back."""
+    from app import resources
+
+    assert resources.EXPLANATION_CACHE_MB == 256
+    assert resources._explain_cached._info.max_size_bytes == 256 * 1024 * 1024
+    monkeypatch.setenv("APINET_X", "not a number")
+    assert resources._env_int("APINET_X", 7, 1, 9) == 7
+    monkeypatch.setenv("APINET_X", "500")
+    assert resources._env_int("APINET_X", 7, 1, 9) == 9
+    monkeypatch.setenv("APINET_X", "0")
+    assert resources._env_int("APINET_X", 7, 1, 9) == 1
+    monkeypatch.delenv("APINET_X")
+    assert resources._env_int("APINET_X", 7, 1, 9) == 7
