@@ -33,7 +33,12 @@ def models():
 
 
 def _tol(expl, key):
-    """float32 precision of a sum of D products: relative to the sum of the terms' magnitudes."""
+    """float32 precision of a sum of D products: relative to the sum of the terms' magnitudes. A
+    contrast is compared with the difference of two float32 logits, so it inherits both logits' error
+    (its own terms are small: the gates of a pair differ little)."""
+    if key.endswith("_contrast"):
+        i = key.split("_")[0]
+        return _tol(expl, f"{i}_self") + _tol(expl, f"{i}_other")
     e = expl.exact_cams[key]
     return 2e-6 * max(1.0, float(np.abs(e.raw).mean()) * 10 + abs(e.value))
 

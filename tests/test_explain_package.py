@@ -169,8 +169,17 @@ def test_import_graph():
             "from apinet import explain_pair, PairExplanation; import apinet.explain as e; "
             "assert apinet.explain_pair is e.explain_pair and 'explain_pair' in dir(apinet); "
             "assert 'apinet.render' not in sys.modules and 'torch' in sys.modules; "
-            "import apinet.cli.explain; assert 'apinet.render' not in sys.modules")
+            "import apinet.explain.pair, apinet.explain.exact, apinet.explain.cams, apinet.explain.correspondence; "
+            "assert 'apinet.render' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+    # no module of the explain package imports render (the CLI draws figures and may import both)
+    import re
+    from pathlib import Path
+
+    import apinet
+
+    for path in (Path(apinet.__file__).parent / "explain").glob("*.py"):
+        assert not re.search(r"^\s*(from|import)\s+(\.\.render|apinet\.render)", path.read_text(), re.M), path
 
 
 def test_explanation_pickles_with_its_typed_keys(expl):

@@ -75,7 +75,9 @@ def exact_cams(model: nn.Module, features: np.ndarray, gates: tuple[np.ndarray, 
                  (ExactKind.CONTRAST, 0.0, self_logit - other_logit, "self - other: own gate vs partner's"))
         for n, (kind, offset, value, what) in enumerate(specs):
             raw = maps[n]
-            if not _holds(raw, float(scale[n]), offset, value):
+            # the contrast is checked against the difference of two float32 logits: both logits' error
+            terms = float(scale[0] + scale[1]) if kind == ExactKind.CONTRAST else float(scale[n])
+            if not _holds(raw, terms, offset, value):
                 return {}, (f"left out: mean + bias of the {kind.value} map of image {i} is {raw.mean() + offset:.6g}, "
                             f"the model's number {value:.6g} (a head that is not mean pooling + linear)")
             out[ExactKey.of(i, kind)] = ExactMap(
