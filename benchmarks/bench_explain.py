@@ -109,7 +109,7 @@ def main() -> None:
     print(f"explain_pair cold (first call): {cold:.3f} s")
     print(f"explain_pair warm (median of {args.pairs} new pairs): {warm:.3f} s "
           f"(min {min(times[1:]):.3f}, max {max(times[1:]):.3f})")
-    print(f"  last call's parts: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in expl.settings["timings_s"].items()))
+    print("  last call's parts: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in expl.settings["timings_s"].items()))
     print(f"correspondence_map click ({h} x {w} cells): median {statistics.median(clicks) * 1000:.2f} ms, "
           f"max {max(clicks) * 1000:.2f} ms")
     print(f"re-render {panels} panels x 2 images (overlay_grid): median {statistics.median(renders) * 1000:.1f} ms, "
