@@ -384,3 +384,4 @@ def test_part_masks_of_the_in_memory_gallery(tmp_path):
     pre = Preprocess.from_card(load_card(ckpt))
     expected = mask_to_input(SynthBirds(split="test").sample(2).masks["wing"], pre)
     assert why == "" and mask is not None and np.array_equal(mask, expected) and mask.shape == (64, 64)
+

@@ -159,12 +159,19 @@ def _multi_section(ctx: Context, view: str, dpi: int, width: str, font_size: flo
 
 
 def draw(ctx: Context) -> None:
-    e = ctx.expl
     st.markdown("#### Export")
     st.caption("Publication figures are drawn by `apinet.render` with the current display settings (k, "
                "colormap, opacity, normalisation scope, CAM method, LTPA stage); PDF and SVG keep editable "
                "text. Signed maps (exact, class contrast) use a diverging colormap centred at zero. Arrays are the "
                "raw explanation (NPZ) and its scalars and settings (JSON).")
+    _body(ctx)
+
+
+@st.fragment
+def _body(ctx: Context) -> None:
+    """The choices, downloads and preview: a fragment, so changing the figure, width, font, resolution or
+    the preview reruns this tab alone, not the page."""
+    e = ctx.expl
     views = {v.slug: v.label for v in _views(e)}
     left, mid, right = st.columns([2, 1.2, 1])
     view = left.selectbox("Figure", list(views), key="export_view", format_func=views.get)

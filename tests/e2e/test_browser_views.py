@@ -177,3 +177,22 @@ def test_large_maps_draw_maps_about_twice_as_wide(app_url, browser, view_shots):
     assert large >= 1.4 * small, (small, large)
     _shoot(page, view_shots / "light_ltpa_large.png")
     page.close()
+
+
+def test_export_choices_rerun_the_export_tab_alone(app_url, browser):
+    """The Export tab's choices are a fragment: a new paper width redraws the tab, not the page."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(app_url)
+    run = wait_ready(page, timeout=180)
+    run = _open_tab(page, "Export", run)
+    settings = page.locator('[data-testid="stExpander"]').filter(has_text="Figure settings as JSON")
+    settings.first.click()
+    page.wait_for_timeout(300)
+    assert '"width": "single"' in settings.first.inner_text()  # the default: one column
+    page.get_by_text("two columns", exact=False).first.click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stExpander]')]"
+                           ".some(e => e.innerText.includes('\"width\": \"double\"'))", timeout=30_000)
+    page.wait_for_timeout(500)
+    assert _run_id(page) == run  # the page's end-of-run marker did not move: only the fragment ran
+    _no_exception(page)
+    page.close()
