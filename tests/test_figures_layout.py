@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
 from apinet.explain import A2StageMaps, AttentionMap, CamMaps, ChannelMaps, PairExplanation
 from apinet.render import (
@@ -137,6 +139,19 @@ def test_every_view_fits_the_paper_width_without_overlaps(view, width, paper):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("font_size", [8.0, 10.0])
+def test_signed_colour_bars_fit_at_larger_fonts(font_size, paper):
+    """A narrow symmetric bar at a larger font: its labels never overprint (the three labels give way
+    to one centred "±v" when they would not fit)."""
+    for view in ("exact", "contrast"):
+        for scope in ("pair", "map"):
+            fig = pair_figure(paper, view, FigureSettings(width="single", scope=scope, font_size=font_size))
+            assert layout_problems(fig) == [], (view, scope, font_size)
+            texts = [t.get_text() for t in fig.findobj(Text)]
+            plt.close(fig)
+            assert any(t.startswith("±") for t in texts) or texts.count("0") >= 1, (view, scope)
+
+
 @pytest.mark.parametrize("width", ["single", "double", 5.0])
 def test_multi_pair_figure_rows_fit(width):
     pairs = [paper_explanation(seed) for seed in range(3)]

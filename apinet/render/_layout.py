@@ -206,13 +206,25 @@ def colour_bar(fig, cax, vrange: tuple[float, float], units: str, cmap: str, sig
         spine.set_linewidth(0.4)
     below = offset_copy(cax.transAxes, fig=fig, y=-1.5, units="points")
     size = settings.font_size
-    cax.text(0, 0, fmt_value(lo, hi - lo), transform=below, fontsize=size, ha="left", va="top")
-    cax.text(1, 0, fmt_value(hi, hi - lo), transform=below, fontsize=size, ha="right", va="top")
-    if signed:
-        cax.text(0.5, 0, "0", transform=below, fontsize=size, ha="center", va="top")
+    low_text, high_text = fmt_value(lo, hi - lo), fmt_value(hi, hi - lo)
+    bar_pt = cax.get_position().width * fig.figure.get_figwidth() * 72  # figure fraction of the root figure
+    gap = 0.8 * size
+    if signed and _text_pt(low_text + high_text + "0", size) + 2 * gap > bar_pt:
+        # a narrow symmetric bar: one centred "-v ... 0 ... v" would overprint; "±v" says the same
+        cax.text(0.5, 0, f"±{high_text}", transform=below, fontsize=size, ha="center", va="top")
+    else:
+        cax.text(0, 0, low_text, transform=below, fontsize=size, ha="left", va="top")
+        cax.text(1, 0, high_text, transform=below, fontsize=size, ha="right", va="top")
+        if signed:
+            cax.text(0.5, 0, "0", transform=below, fontsize=size, ha="center", va="top")
     if units:
         cax.set_xlabel(wrap(short_units(units), width_in, settings), fontsize=size,
                        labelpad=size * 1.25 + 1.5)
+
+
+def _text_pt(text: str, size: float) -> float:
+    """A generous estimate of a short label's width in points (digits and signs are about 0.6 em)."""
+    return 0.62 * size * len(text)
 
 
 def _bar_groups(columns: list[Panel | None], which: int, scope: str) -> list[tuple[int, int, Panel]]:
