@@ -4,48 +4,18 @@ screenshots. Same server and fixtures as tests/e2e/test_browser.py (tiny random 
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import serve_assets
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, WIDE, _no_exception, wait_ready
+from tests.e2e import test_browser as _base
+from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
-    sys.path.insert(0, str(ROOT))
-    from tests.app_checkpoints import make_app_assets
-
-    assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    yield from serve_assets(tmp_path_factory, assets)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("APINET_SCREENSHOTS")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+app_url, browser, shots = _base.app_url, _base.browser, _base.shots  # the same module-scoped fixtures
 
 
 PAIR = "?a=test_0000_red-crowned-finch&b=test_0001_golden-crowned-finch"  # sibling classes: the crown differs
