@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-__all__ = ["PartMasks", "annotate", "differing_part", "part_masks", "pointing_hit", "regenerate_masks"]
+__all__ = ["PartMasks", "annotate", "differing_part", "mark", "part_masks", "pointing_hit", "regenerate_masks"]
 
 OUTLINE_COLOUR = (255, 255, 255)  # drawn twice: black underneath, white on top (visible on any map)
 _IN_MEMORY_ID = re.compile(r"^(train|val|test)_(\d{4,})_")
@@ -139,7 +139,7 @@ def part_masks(ctx) -> PartMasks:
 
 def argmax_pixel(map_: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
     """``(row, col)`` of the maximum of ``map_`` upsampled to ``shape`` (the pointing game's rule)."""
-    from apinet.metrics.localisation import upsample_map
+    from apinet.resample import upsample_map
 
     up = upsample_map(np.asarray(map_, np.float32), shape)
     row, col = np.unravel_index(int(np.argmax(up)), up.shape)
@@ -193,3 +193,12 @@ def outline_toggle(ctx, key: str) -> PartMasks | None:
 
 def hit_word(map_: np.ndarray, mask: np.ndarray) -> str:
     return "hit" if pointing_hit(map_, mask) else "miss"
+
+
+def mark(overlay: np.ndarray, map_: np.ndarray, masks: PartMasks | None, image: int) -> tuple[np.ndarray, str]:
+    """``overlay`` of image ``image`` (1 = A) with the part's outline and ``map_``'s maximum, and the
+    caption suffix " · <part>: hit|miss"; unchanged and "" without masks (the toggle is off)."""
+    if masks is None:
+        return overlay, ""
+    mask = masks.mask1 if image == 1 else masks.mask2
+    return annotate(overlay, mask, argmax_pixel(map_, mask.shape)), f" · {masks.part}: {hit_word(map_, mask)}"

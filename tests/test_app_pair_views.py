@@ -103,6 +103,15 @@ def test_exact_tab_shows_the_explanations_logits(env):
         for i in (1, 2):
             m = float(np.max(np.abs(e.exact_cams[f"{i}_{kind}"].raw)))
             assert shown()[3 * (i - 1) + j].endswith(f"±{fmt_num(m)}")
+    # the sidebar's clip slider acts here as on every map tab: the 95th percentile of |value| per map
+    at.sidebar.slider(key="clip").set_value(95.0)
+    at.run()
+    _ok(at)
+    for j, kind in enumerate(("self", "other", "contrast")):
+        for i in (1, 2):
+            lo, hi = signed_scale([e.exact_cams[f"{i}_{kind}"].raw], "map", percentile=95.0)
+            assert shown()[3 * (i - 1) + j].endswith(f"±{fmt_num(hi)}")
+    assert "clipped at the 5th / 95th percentiles" in " ".join(_captions(at))
 
 
 def test_contrast_tab_names_the_classes_and_its_numbers_are_the_logit_differences(env):

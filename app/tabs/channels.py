@@ -72,5 +72,5 @@ def draw(ctx: Context) -> None:
     if "baseline_top" not in e.channels:
         st.info("No baseline selected: choose one in the sidebar to compare.")
     st.caption("Captions: channel index · that image's gate value g (API-Net) or pooled activation x "
-               "(baseline). " + scope_caption(s.scope))
+               "(baseline). " + scope_caption(s.scope, s.clip))
 

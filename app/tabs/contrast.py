@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import outline
-from app.tabs.common import Context, class_name, fmt_num, render_api, scope_caption
+from app.tabs.common import Context, class_name, fmt_num, overlay_grid, scope_caption
 from app.tabs.exact import DIVERGING, signed_legend
 from app.text import md
 
@@ -65,8 +65,7 @@ def draw(ctx: Context) -> None:
         "Σ_k (W[c_A,k] − W[c_B,k]) F[k] is exact: its spatial mean plus b_A − b_B is the logit difference "
         "(red raises A over B, blue favours B). Finer-CAM (Grad-CAM weights of s_A − s_B, ReLU'd) is "
         "the approximate counterpart, on a sequential scale.")
-    grid = render_api().overlay_grid(e, "contrast", cmap=s.cmap, alpha=s.alpha, scope=s.scope,
-                                     diverging_cmap=DIVERGING)
+    grid = overlay_grid(ctx, "contrast", diverging_cmap=DIVERGING)
     panels = {p.key: p for p in grid.panels}
     masks = outline.outline_toggle(ctx, "contrast_outline")
     signed_legend(grid, "logit difference per position")
@@ -80,18 +79,14 @@ def draw(ctx: Context) -> None:
         st.markdown(f"**{_title(str(key), rec.method)}**")
         cols = st.columns(2, gap="large")
         for image, col in ((1, cols[0]), (2, cols[1])):
-            ov = panel.overlay1 if image == 1 else panel.overlay2
             raw = rec.raw1 if image == 1 else rec.raw2
             lo, hi = panel.range1 if image == 1 else panel.range2
-            caption = ("A" if image == 1 else "B") + (f" · ±{fmt_num(hi)}" if panel.signed else "")
-            if masks is not None:
-                mask = masks.mask1 if image == 1 else masks.mask2
-                ov = outline.annotate(ov, mask, outline.argmax_pixel(raw, mask.shape))
-                caption += f" · {masks.part}: {outline.hit_word(raw, mask)}"
+            ov, hit = outline.mark(panel.overlay1 if image == 1 else panel.overlay2, raw, masks, image)
+            caption = ("A" if image == 1 else "B") + (f" · ±{fmt_num(hi)}" if panel.signed else "") + hit
             with col:
                 st.image(ov, caption=caption, width=320)
                 if rec.method == "class_contrast" and (rec.offset1 is not None):
                     st.caption(contrast_numbers(e, str(key), image))
                 else:
                     st.caption(f"Finer-CAM (raw, ReLU'd) · range [{lo:.3g}, {hi:.3g}]")
-    st.caption(scope_caption(s.scope) + f" Sequential maps use the sidebar colormap ({md(s.cmap)}).")
+    st.caption(scope_caption(s.scope, s.clip) + f" Sequential maps use the sidebar colormap ({md(s.cmap)}).")

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import outline
-from app.tabs.common import Context, class_name, fmt_num, render_api, scope_caption, shared_range
+from app.tabs.common import Context, class_name, fmt_num, overlay_grid, render_api, scope_caption, shared_range
 from app.text import md
 
 __all__ = ["DIVERGING", "draw", "exact_numbers", "signed_legend"]
@@ -63,8 +63,7 @@ def draw(ctx: Context) -> None:
         note = (e.settings or {}).get("exact_cams") or "this explanation has no exact maps"
         st.info(f"No exact maps: {md(note)}.", icon=":material/info:")
         return
-    grid = render_api().overlay_grid(e, "exact", cmap=s.cmap, alpha=s.alpha, scope=s.scope,
-                                     diverging_cmap=DIVERGING)
+    grid = overlay_grid(ctx, "exact", diverging_cmap=DIVERGING)
     panels = {p.key.split("/")[-1]: p for p in grid.panels}
     masks = outline.outline_toggle(ctx, "exact_outline")
     signed_legend(grid, "logit contribution per position")
@@ -76,15 +75,11 @@ def draw(ctx: Context) -> None:
             panel = panels.get(kind)
             if panel is None:
                 continue
-            ov = panel.overlay1 if image == 1 else panel.overlay2
             rec = e.exact_cams[f"{image}_{kind}"]
             lo, hi = panel.range1 if image == 1 else panel.range2
-            caption = f"{title} · ±{fmt_num(max(abs(lo), abs(hi)))}"
-            if masks is not None:
-                mask = masks.mask1 if image == 1 else masks.mask2
-                ov = outline.annotate(ov, mask, outline.argmax_pixel(rec.raw, mask.shape))
-                caption += f" · {masks.part}: {outline.hit_word(rec.raw, mask)}"
+            ov, hit = outline.mark(panel.overlay1 if image == 1 else panel.overlay2, rec.raw, masks, image)
+            caption = f"{title} · ±{fmt_num(max(abs(lo), abs(hi)))}{hit}"
             with col:
                 st.image(ov, caption=caption, width="stretch")
                 st.caption(exact_numbers(e, image, kind))
-    st.caption(scope_caption(s.scope) + " Signed maps: blue lowers the score, red raises it, white is zero.")
+    st.caption(scope_caption(s.scope, s.clip) + " Signed maps: blue lowers the score, red raises it, white is zero.")

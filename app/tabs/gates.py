@@ -234,11 +234,11 @@ def _draw_inspector(ctx: Context) -> None:
         m1, m2 = available[channel]
         render = render_api()
         scope = "map" if s.scope == "map" else "pair"
-        (sc1, sc2), = render.scale_for([[m1, m2]], scope)  # one group: the pair
+        (sc1, sc2), = render.scale_for([[m1, m2]], scope, percentile=s.percentile)  # one group: the pair
         cols = st.columns([1, 1, 0.6])
         for col, image, amap, sc, tag in ((cols[0], e.image1, m1, sc1, "A"), (cols[1], e.image2, m2, sc2, "B")):
             col.image(render.overlay(image, amap, cmap=s.cmap, alpha=s.alpha, vmin=sc[0], vmax=sc[1]),
                       caption=f"{tag} · channel {channel} · range [{fmt_num(sc[0])}, {fmt_num(sc[1])}]",
                       width="stretch")
         st.caption("Raw activation of this channel before global pooling, bilinearly upsampled to the input. "
-                   + scope_caption(scope))
+                   + scope_caption(scope, s.clip))
