@@ -328,8 +328,8 @@ def _page() -> None:
         queued = f" after waiting for {_runs(waited[0])} ahead" if waited else ""
         st.session_state["_waited_for"] = waited[0] if waited else None
         status.update(label=f"Pair explained{took}{queued} · cached for this pair", state="complete")
-        st.caption("Explanations are cached per image pair, checkpoint and channel ranking; display "
-                   "settings only re-render.")
+        st.caption("Explanations are cached per image pair, checkpoints, reference classes, channel ranking "
+                   "and CAM layer; display settings only re-render.")
 
     settings = tabs.DisplaySettings(
         k=int(st.session_state.k), cmap=st.session_state.cmap, alpha=float(st.session_state.alpha),

@@ -131,8 +131,6 @@ class RunGate:
             self._sem.release()
 
 
-#: Explanations computing at once in this process (``APINET_MAX_MODEL_RUNS``, default 1: a pair's
-#: backward passes already use every core PyTorch is given; two at once only slow both down).
 def _env_int(name: str, default: int, low: int, high: int) -> int:
     """An integer setting from the environment, clamped to [low, high]; a bad value gives the default."""
     try:
@@ -141,6 +139,8 @@ def _env_int(name: str, default: int, low: int, high: int) -> int:
         return default
 
 
+#: Explanations computing at once in this process (``APINET_MAX_MODEL_RUNS``, default 1: a pair's
+#: backward passes already use every core PyTorch is given; two at once only slow both down).
 MAX_MODEL_RUNS = _env_int("APINET_MAX_MODEL_RUNS", 1, 1, 16)
 RUN_GATE = RunGate(MAX_MODEL_RUNS)
 
@@ -474,7 +474,6 @@ def cam_methods() -> list[str]:
 #: do: with 32 entries, a classroom's stream of new pairs evicted the pairs the teacher named.
 EXPLANATION_CACHE_MB = _env_int("APINET_EXPLANATION_CACHE_MB", 256, 16, 65536)
 EXPLANATION_CACHE_ENTRIES = 4096  # a backstop; the byte bound above is the one that acts
-MB_PER_PAIR = 3.9
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)

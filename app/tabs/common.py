@@ -14,13 +14,12 @@ import streamlit as st
 
 from app import config
 from app.text import html_text, md
+from app.theme import A_COLOUR, B_COLOUR  # re-exported: the tabs' one palette lives in app.theme
 
 __all__ = ["A_COLOUR", "B_COLOUR", "Context", "DisplaySettings", "attention_section", "class_name", "colorbar", "fmt_num",
            "latex_text", "legend", "ltpa_numbers", "overlay_grid", "panel_row", "range_text", "render_api",
            "scope_caption"]
 
-A_COLOUR = "#1f6feb"  # image A everywhere (charts, captions)
-B_COLOUR = "#e8590c"  # image B
 
 
 @dataclass(frozen=True)
