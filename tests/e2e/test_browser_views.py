@@ -1,37 +1,28 @@
 """The views in Debian Chromium: click a channel, light and dark themes, equations on a phone, large maps.
 
 Same server and fixtures as ``tests/e2e/test_browser.py`` (tiny random checkpoints, no network). Every
-tab is photographed in the light and the dark theme at 1440 px into ``$APINET_SHOTS`` (a temporary folder
-when unset), so a person can look at them.
+tab is photographed in the light and the dark theme at 1440 px into ``$APINET_SCREENSHOTS`` (a temporary
+folder when unset, as for every browser test), so a person can look at them.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from app import tabs as app_tabs
 from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import _no_exception, _run_id, wait_ready
 
-app_url, browser = _base.app_url, _base.browser  # the same fixtures (a server and a Chromium per module)
+# the same module-scoped fixtures (a server, a Chromium, the screenshot folder)
+app_url, browser, view_shots = _base.app_url, _base.browser, _base.shots
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TABS = [("walkthrough", "Walk-through"), ("gates", "Mutual & gates"), ("channels", "Top-k channels"),
-        ("ltpa", "LTPA attention"), ("cam", "Grad-CAM"), ("a2", "A² maps"), ("predictions", "Predictions"),
-        ("export", "Export")]
+TABS = [(tab.slug, tab.label) for tab in app_tabs.TABS]  # every tab the app registers
 WIDE = {"width": 1440, "height": 1000}
-
-
-@pytest.fixture(scope="module")
-def view_shots(tmp_path_factory) -> Path:
-    target = os.environ.get("APINET_SHOTS")
-    path = Path(target) if target else tmp_path_factory.mktemp("view-shots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _open_tab(page, label: str, run: int) -> int:
