@@ -6,6 +6,7 @@ draws it with :mod:`apinet.render`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.theme import A_COLOUR, B_COLOUR  # re-exported: the tabs' one palette l
 
 __all__ = ["A_COLOUR", "B_COLOUR", "Context", "DisplaySettings", "attention_section", "class_name", "colorbar", "fmt_num",
            "latex_text", "legend", "ltpa_numbers", "overlay_grid", "panel_row", "range_text", "render_api",
-           "scope_caption"]
+           "scope_caption", "selected_points"]
 
 
 
@@ -46,6 +47,16 @@ class Context:
     image_b: Any
     apinet: Any  # resources.CheckpointInfo
     baseline: Any | None
+
+
+def selected_points(event: Any) -> list:
+    """The points of a ``st.plotly_chart(on_select=...)`` event (``{"selection": {"points": [...]}}``);
+    an empty list for no event, no selection or a malformed one."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, IndexError):
+        return []
+    return [p for p in points if isinstance(p, Mapping)] if isinstance(points, (list, tuple)) else []
 
 
 def render_api():

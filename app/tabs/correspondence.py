@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app.tabs.common import Context, colorbar, render_api
+from app.tabs.common import Context, colorbar, render_api, selected_points
 from app.text import plotly_text
 
 __all__ = ["cell_from_selection", "draw", "mark_cell"]
@@ -31,11 +31,7 @@ def cell_from_selection(selection: Any, expl) -> tuple[int, int] | None:
     (``{"selection": {"points": [{"x": ..., "y": ...}]}}``, display pixels), or None."""
     from apinet.explain import feature_cell
 
-    try:
-        points = selection["selection"]["points"]
-    except (KeyError, TypeError):
-        return None
-    for point in points or []:
+    for point in selected_points(selection):
         try:
             x, y = float(point["x"]), float(point["y"])
         except (KeyError, TypeError, ValueError):

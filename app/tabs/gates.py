@@ -16,7 +16,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import config, state
-from app.tabs.common import Context, fmt_num, render_api, scope_caption
+from app.tabs.common import Context, fmt_num, render_api, scope_caption, selected_points
 from app.theme import A_COLOUR, B_COLOUR, HIGHLIGHT, NEUTRAL, OUTLINE
 
 __all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "half_gate_count"]
@@ -38,8 +38,7 @@ def channel_from_selection(event: Mapping[str, Any] | None, n_channels: int) -> 
     browser) a dict keyed ``"0"``, ``"1"``, ...
     Returns ``None`` for an empty selection or a point without a valid channel index.
     """
-    points = ((event or {}).get("selection") or {}).get("points") or []
-    for point in points:
+    for point in selected_points(event):
         custom = point.get("customdata")
         if isinstance(custom, Mapping):  # a row of a 2-D customdata array arrives as {"0": c, "1": ...}
             custom = custom.get("0", custom.get(0))
