@@ -1,7 +1,7 @@
 """Speed of a full pair explanation (both models) and of re-rendering its overlays.
 
     python benchmarks/bench_explain.py [--checkpoint A.safetensors] [--baseline B.safetensors]
-                                       [--pairs 6] [--methods gradcam] [--threads N]
+                                       [--pairs 6] [--methods gradcam] [--threads N] [--app-request]
 
 Defaults to the demo checkpoints in assets/checkpoints/; when they are missing it builds random
 ResNet-18 (output stride 16, 20 classes, 128 px) models of the demo's shape and says so.
@@ -13,6 +13,8 @@ exact gated maps (``exact_cams``), "why A and not B" (class contrast of both mod
 models: one more backward each), the channel contributions and the unit feature vectors that
 correspondence maps use.
 Every timed call gets a pair it has not seen (SynthBirds test images), so nothing is cached.
+``--app-request`` asks what the app asks for (``app/resources.py``): every CAM method, LTPA at every
+stage, k = 10.
 
 * import: ``import pytorch_grad_cam`` (sklearn, scipy, matplotlib come with it), paid once per
   process; the app pays it at start-up.
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--methods", default="gradcam")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--app-request", action="store_true",
+                        help="the app's request: every CAM method, LTPA at every stage, k = 10 (overrides --methods)")
     args = parser.parse_args()
 
     import torch
@@ -71,12 +75,18 @@ def main() -> None:
     data = SynthBirds("test", image_size=pre.resize)
     images = [data.load_pil(i) for i in range(2 * (args.pairs + 1))]
     methods = tuple(m for m in args.methods.split(",") if m)
+    request = {"k": 5}
+    if args.app_request:
+        from apinet.explain import CAM_METHODS
+
+        methods = tuple(CAM_METHODS)
+        request = {"k": 10, "ltpa_stages": list(reversed(list(model.trunk.stage_channels)))}
 
     times, expl = [], None
     for p in range(args.pairs + 1):
         tic = time.perf_counter()
-        expl = explain_pair(model, images[2 * p], images[2 * p + 1], baseline, k=5, cam_methods=methods,
-                            preprocess=pre)
+        expl = explain_pair(model, images[2 * p], images[2 * p + 1], baseline, cam_methods=methods,
+                            preprocess=pre, **request)
         times.append(time.perf_counter() - tic)
     cold, warm = times[0], statistics.median(times[1:])
 
@@ -102,7 +112,8 @@ def main() -> None:
         clicks.append(time.perf_counter() - tic)
 
     cpu = platform.processor() or platform.machine()
-    print(f"models: {source}; input {pre.input_size} px; CAM methods {methods}")
+    print(f"models: {source}; input {pre.input_size} px; CAM methods {methods}"
+          + ("; the app's request (k = 10, LTPA at every stage)" if args.app_request else ""))
     print(f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs visible, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     print(f"import pytorch_grad_cam: {import_s:.2f} s (once per process)")
