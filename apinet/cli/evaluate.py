@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .._args import int_range
+from ._args import int_range
 from ..errors import UserError
 from ..evaluate import evaluate_checkpoint
 

@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from .._args import float_range, int_range
+from ._args import float_range, int_range
 from .._io import atomic_write, checkpoint_files, refuse_overwriting_inputs
 from ..errors import UserError
 from ..explain import (CAM_METHODS, DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT, RANKINGS,

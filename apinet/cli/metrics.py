@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .._args import float_range, int_range
+from ._args import float_range, int_range
 from .._io import to_jsonable
 from ..explain import DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT
 from ..metrics import SANITY_PAIRS, evaluate_explanations, results_markdown

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from .._args import float_range, int_range
+from ._args import float_range, int_range
 from ..train import PRESETS, build_config, resume_config, train
 from ..train import __doc__ as _TRAIN_DOC
 
