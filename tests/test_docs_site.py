@@ -89,6 +89,17 @@ def test_sphinx_roles_become_code():
     assert roles.plain_roles(":mod:`apinet.render`, :meth:`.to_npz`") == "`apinet.render`, `.to_npz`"
 
 
+def test_field_and_constant_comments_become_their_docstrings():
+    roles = _load("griffe_roles", DOCS / "griffe_roles.py")
+    lines = ["x = 1", "#: Margin of the loss", "#: (paper: 0.05).", "RANK_MARGIN = 0.05",
+             '    gate1: np.ndarray  # [D] "g#1" = sigmoid(x_m * x1)', "    # the order,", "    # best first",
+             "    gate_order1: np.ndarray | None = None", 'label = "a # b"']
+    assert roles.attribute_comment(lines, 4) == "Margin of the loss (paper: 0.05)."
+    assert roles.attribute_comment(lines, 5) == '[D] "g#1" = sigmoid(x_m * x1)'
+    assert roles.attribute_comment(lines, 8) == "the order, best first"
+    assert roles.attribute_comment(lines, 9) is None and roles.attribute_comment(lines, 1) is None
+
+
 # --- command lines in the prose --------------------------------------------------------------------
 
 
