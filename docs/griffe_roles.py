@@ -57,6 +57,12 @@ def attribute_comment(lines: list[str], lineno: int) -> str | None:
     return _trailing_comment(lines[lineno - 1])
 
 
+def comment_as_markdown(comment: str) -> str:
+    """A comment is plain text: its brackets are shapes and indices (``W[c][k]``), not links, and its
+    angle brackets are placeholders (``<model>/test``), not HTML."""
+    return comment.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[")
+
+
 class SphinxRolesAsCode(griffe.Extension):
     def on_instance(self, *, obj, **kwargs) -> None:
         if obj.is_attribute and obj.docstring is None and obj.lineno and obj.filepath:
@@ -65,6 +71,6 @@ class SphinxRolesAsCode(griffe.Extension):
             except (KeyError, IndexError, TypeError):
                 comment = None
             if comment and "noqa" not in comment and "type: ignore" not in comment:
-                obj.docstring = griffe.Docstring(comment, parent=obj)
+                obj.docstring = griffe.Docstring(comment_as_markdown(comment), parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = plain_roles(obj.docstring.value)

@@ -1,5 +1,7 @@
 """MkDocs hooks: the pages that are generated from the code and from the measured results.
 
+* ``reference/api/modules.md``: the marker ``<!-- apinet-other-modules -->`` is replaced by a
+  mkdocstrings block for every module of ``apinet`` that has no page of its own (:func:`other_modules`).
 * ``reference/cli.md``: the marker ``<!-- apinet-cli-reference -->`` is replaced by every command of
   ``python -m apinet``, rendered from the argparse parsers themselves (:func:`render_cli`), so a flag
   is written once, in its parser.
@@ -20,6 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MARKER = "<!-- apinet-cli-reference -->"
+MODULES_MARKER = "<!-- apinet-other-modules -->"
+
+#: Subpackages with an API page of their own (reference/api/<name>.md); ``cli`` is the CLI reference.
+API_PAGES = ("explain", "render", "metrics", "data", "train")
 
 #: Site path -> file of the repository shown there as it is.
 RESULT_PAGES = {
@@ -34,6 +40,40 @@ def _result_pages() -> dict[str, Path]:
         if table.name != "PROTOCOL.md":
             pages[f"results/explanations/{table.name}"] = table
     return pages
+
+
+# --- the Python API ----------------------------------------------------------------------------
+
+
+def _static_all(path: Path) -> set[str] | None:
+    """A module's ``__all__`` read from its source (nothing imported), or None without one."""
+    import ast
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            try:
+                return set(ast.literal_eval(node.value))
+            except ValueError:
+                return None
+    return None
+
+
+def other_modules() -> list[str]:
+    """Every public module and subpackage of ``apinet`` without a page of its own, so a module added
+    to the package appears in the reference without anyone listing it. Modules whose every public
+    name ``apinet`` re-exports (``model``, ``losses``) are on the ``apinet`` page already."""
+    package = _static_all(ROOT / "apinet" / "__init__.py") or set()
+    names = []
+    for path in sorted((ROOT / "apinet").iterdir()):
+        if path.name.startswith(("_", ".")):
+            continue
+        if path.suffix == ".py":
+            public = _static_all(path)
+            if public is None or not public <= package:
+                names.append(path.stem)
+        elif (path / "__init__.py").is_file() and path.name not in (*API_PAGES, "cli"):
+            names.append(path.name)
+    return [f"apinet.{name}" for name in names]
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -154,10 +194,16 @@ def literal_brackets(markdown: str) -> str:
 def on_page_markdown(markdown: str, page, config, files, **kwargs):
     if page.file.src_uri.startswith("results/"):
         return literal_brackets(markdown)
+    if page.file.src_uri == "reference/api/modules.md":
+        return _replace_marker(markdown, MODULES_MARKER, "\n\n".join(f"::: {m}" for m in other_modules()), page)
     if page.file.src_uri == "reference/cli.md":
-        if CLI_MARKER not in markdown:
-            from mkdocs.exceptions import PluginError
-
-            raise PluginError(f"reference/cli.md lost its marker {CLI_MARKER}")
-        return markdown.replace(CLI_MARKER, render_cli())
+        return _replace_marker(markdown, CLI_MARKER, render_cli(), page)
     return markdown
+
+
+def _replace_marker(markdown: str, marker: str, text: str, page) -> str:
+    if marker not in markdown:
+        from mkdocs.exceptions import PluginError
+
+        raise PluginError(f"{page.file.src_uri} lost its marker {marker}")
+    return markdown.replace(marker, text)

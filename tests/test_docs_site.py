@@ -98,6 +98,7 @@ def test_field_and_constant_comments_become_their_docstrings():
     assert roles.attribute_comment(lines, 5) == '[D] "g#1" = sigmoid(x_m * x1)'
     assert roles.attribute_comment(lines, 8) == "the order, best first"
     assert roles.attribute_comment(lines, 9) is None and roles.attribute_comment(lines, 1) is None
+    assert roles.comment_as_markdown('"<model>/test" W[c_i,k] & x') == '"&lt;model&gt;/test" W\\[c_i,k] &amp; x'
 
 
 # --- command lines in the prose --------------------------------------------------------------------
@@ -238,6 +239,10 @@ def test_api_reference_has_every_public_name(site):
     missing = [name for name in apinet.__all__
                if f"apinet.{name}" not in ids and f"{apinet._LAZY.get(name, 'apinet')}.{name}" not in ids]
     assert not missing, missing
+    # every module of the package has its section (the other-modules page is generated from apinet/)
+    modules = hooks.other_modules()
+    assert {"apinet.pairs", "apinet.checkpoint", "apinet.mechanism", "apinet.errors"} <= set(modules)
+    assert not [m for m in modules + [f"apinet.{p}" for p in hooks.API_PAGES] if m not in ids]
     # docstrings' Sphinx roles were turned into code, not printed
     assert ":class:`" not in (api / "explain.html").read_text()
 
