@@ -3,9 +3,9 @@
     python scripts/screenshots.py [--out docs/screenshots] [--theme light|dark]
 
 Starts the app on the demo checkpoints and gallery, waits for each run to finish, and saves the first
-screen (`app_overview.webp`), every tab (`app_<tab>.webp`, the tab's panel; the contrast tab with the
-differing part outlined) and the first screen at phone width (`app_narrow.webp`); `--theme dark`
-writes the same with the browser in dark mode (`*_dark.webp`).
+screen (`app_overview.webp`), every tab of the app's registry `app.tabs.TABS` (`app_<slug>.webp`, the
+tab's panel; the contrast tab with the differing part outlined) and the first screen at phone width
+(`app_narrow.webp`); `--theme dark` writes the same with the browser in dark mode (`*_dark.webp`).
 
 Screenshots are stored as WebP (lossy, quality 85) no wider than the docs site shows them
 (`MAX_WIDTH`), so every tab in both themes stays well under 2.5 MB in all (tests/test_docs_site.py
@@ -30,9 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_WIDTH = 1000
 WEBP_QUALITY = 85
 
-TABS = {"walkthrough": "Walk-through", "gates": "Mutual & gates", "channels": "Top-k channels",
-        "ltpa": "LTPA attention", "gradcam": "Grad-CAM", "exact": "Exact maps", "contrast": "Why A, not B",
-        "match": "Where does it match?", "predictions": "Predictions", "export": "Export"}
 
 
 def save_screenshot(png: bytes, path: Path, max_width: int = MAX_WIDTH) -> Path:
@@ -59,6 +56,7 @@ def main() -> None:
             print(save_screenshot(png.read_bytes(), png))
         return
     sys.path.insert(0, str(ROOT))
+    from app.tabs import TABS
     from tests.e2e.server import streamlit_app
     from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, NARROW, WIDE, wait_ready
 
@@ -75,7 +73,7 @@ def main() -> None:
         run = wait_ready(page, timeout=180)
         save_screenshot(page.screenshot(), args.out / f"app_overview{suffix}.webp")
         page.set_viewport_size({"width": WIDE["width"], "height": 3000})  # lazy images paint only in view
-        for name, label in TABS.items():
+        for name, label in ((tab.slug, tab.label) for tab in TABS):
             tab = page.get_by_role("tab", name=label)
             if tab.get_attribute("aria-selected") != "true":
                 tab.click()
