@@ -221,6 +221,10 @@ def site(tmp_path_factory):
 @pytest.mark.slow
 def test_site_builds_strict_and_offline(site):
     assert (site / "index.html").is_file() and (site / "search" / "search_index.json").is_file()
+    # the measured results are pages of the site, made from the files beside the scripts
+    protocol = (site / "results" / "protocol.html").read_text()
+    assert "Amendment 5" in protocol and "W[c_A,k](g_A[k]" in protocol.replace("\\", "")
+    assert (site / "results" / "benchmarks.html").is_file()
     external = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
     for page in site.rglob("*"):
         if page.suffix in {".html", ".css", ".js"}:
