@@ -227,12 +227,15 @@ def discover_checkpoints(demo_dir: str, runs_dir: str) -> tuple[list[CheckpointI
     checkpoint written while the app runs is listed on the next rerun, and an unchanged folder is
     never read again.
     """
-    return _discover_checkpoints(demo_dir, runs_dir, checkpoint_fingerprint(demo_dir, runs_dir))
+    digest = hashlib.sha1(repr(checkpoint_fingerprint(demo_dir, runs_dir)).encode()).hexdigest()
+    return _discover_checkpoints(demo_dir, runs_dir, digest)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _discover_checkpoints(demo_dir: str, runs_dir: str, fingerprint: tuple) -> tuple[list[CheckpointInfo], list[str]]:
-    del fingerprint  # the cache key only
+# cache_resource, not cache_data: the listing is shared as it is (callers never mutate it), so an
+# unchanged folder costs the fingerprint and a dictionary look-up, not a pickle round trip.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _discover_checkpoints(demo_dir: str, runs_dir: str, fingerprint: str) -> tuple[list[CheckpointInfo], list[str]]:
+    del fingerprint  # the cache key only: a digest of checkpoint_fingerprint
     found: list[CheckpointInfo] = []
     problems: list[str] = []
     seen: set[Path] = set()
