@@ -104,7 +104,10 @@ def baseline_mismatch(apinet: ModelInterface, baseline: ModelInterface) -> str |
     if (baseline.mean, baseline.std) != (apinet.mean, apinet.std):
         return (f"inputs normalised with mean {list(baseline.mean)} / std {list(baseline.std)}, API-Net's with "
                 f"mean {list(apinet.mean)} / std {list(apinet.std)}")
-    side, own = baseline.map_side(apinet.input_size), apinet.map_side()
+    try:
+        side, own = baseline.map_side(apinet.input_size), apinet.map_side()
+    except ValueError:  # a card naming a backbone this project cannot build
+        return f"unknown backbone {baseline.backbone!r} (API-Net: {apinet.backbone!r})"
     if side != own:
         return (f"maps {side}×{side} ({baseline.backbone}, output stride {baseline.output_stride}), "
                 f"API-Net's are {own}×{own} at {apinet.input_size} px")

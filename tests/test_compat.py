@@ -54,6 +54,7 @@ def test_each_reason_in_one_line():
         "inputs normalised with mean [0.5, 0.5, 0.5] / std [0.5, 0.5, 0.5], API-Net's with mean "
         "[0.485, 0.456, 0.406] / std [0.229, 0.224, 0.225]")
     assert _why(apinet, _card(stride=32)) == "maps 7×7 (resnet18, output stride 32), API-Net's are 14×14 at 224 px"
+    assert _why(apinet, _card(backbone="vit_b_16")) == "unknown backbone 'vit_b_16' (API-Net: 'resnet18')"
 
 
 def test_a_card_without_names_or_preprocessing_has_the_documented_defaults():
