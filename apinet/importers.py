@@ -467,13 +467,16 @@ def imagenet_class_names() -> list[str]:
 
 def _classes(
     path: Path, num_outputs: int, class_names: str | Path | Sequence[str] | None, num_classes: int | None,
-    *, imagenet: bool = False,
+    *, imagenet: bool = False, preferred: Sequence[str] | None = None,
 ) -> list[str]:
-    """The card's class names: from a file, a list, ImageNet's (1000 outputs, ``imagenet``) or ``class i``."""
+    """The card's class names: from a file or a list; else ``preferred`` when it has one name per output,
+    ImageNet's (1000 outputs, ``imagenet``) or ``class i``."""
     if num_classes is not None and num_classes != num_outputs:
         raise ImportProblem(
             f"{path}: the classifier has {num_outputs} outputs but --num-classes is {num_classes}"
         )
+    if class_names is None and preferred is not None and len(preferred) == num_outputs:
+        return [str(n) for n in preferred]
     if class_names is None:
         if imagenet and num_outputs == 1000:
             return imagenet_class_names()
@@ -595,6 +598,7 @@ def import_classifier(
     resize_mode: str = "shorter",
     backbone: str | None = None,
     output_stride: int = 32,
+    preferred_class_names: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Convert a plain classifier's state dict into a :class:`Baseline` checkpoint; returns the weights path.
@@ -605,8 +609,9 @@ def import_classifier(
     whatever ``fmt`` says). The card records the preprocessing given here (default: torchvision's
     resize 256 / centre crop 224; ``resize=None`` is ``input_size / 0.875``, torchvision's ratio).
 
-    ``class_names``: a text file, a list of names, or ``None``: ImageNet's 1000 names for a 1000-output
-    classifier, ``class 0``, ``class 1``... otherwise. ``backbone``: refuse weights of another
+    ``class_names``: a text file, a list of names, or ``None``: ``preferred_class_names`` when the
+    classifier has one output per name (e.g. the API-Net it will be compared with), else ImageNet's
+    1000 names for a 1000-output classifier, else ``class 0``, ``class 1``... ``backbone``: refuse weights of another
     architecture. ``output_stride`` 16 builds the trunk with 2x finer maps (the same weights, dilated
     or with the last stride dropped, as :func:`apinet.backbones.build_trunk` does); only 32 gives the
     source model's logits exactly. ``progress`` is told each step in one line.
@@ -659,7 +664,7 @@ def import_classifier(
         raise ImportProblem(f"{path}: missing key(s) for a {detected} classifier: {head!r}")
     outputs = int(state[head].shape[0])
     say(f"architecture: {detected} with {outputs} outputs ({layout} layout)")
-    names = _classes(path, outputs, class_names, num_classes, imagenet=True)
+    names = _classes(path, outputs, class_names, num_classes, imagenet=True, preferred=preferred_class_names)
     spec = BACKBONES[detected]  # the input statistics its ImageNet weights were trained with
     preprocess = Preprocess(input_size, resize, resize_mode=resize_mode, mean=spec.mean, std=spec.std).to_dict()
     try:
@@ -669,7 +674,7 @@ def import_classifier(
     _load_into(path, model, mapping, state, f"a {detected} classifier")
     say("every tensor found its place, with the right shape and finite values")
     source = {"kind": f"{layout} {detected} classifier", "file": path.name, "sha256": file_sha256(path)}
-    if class_names is None and outputs == 1000:
+    if class_names is None and outputs == 1000 and names == imagenet_class_names():
         source["class_names"] = "ImageNet-1k categories (torchvision's bundled list)"
     written = save_checkpoint(
         model, out, class_names=names, preprocess=preprocess, source=source,

@@ -29,7 +29,8 @@ SOURCES = {
 }
 _DETECT = "detect from the file"
 _SUFFIXES = ("safetensors", "pth", "pt", "bin", "tar")
-_NAMES = {"apinet": "API-Net's", "file": "from the file (ImageNet's for 1000 outputs)"}
+_NAMES = {"apinet": "API-Net's when the counts match, else the file's",
+          "file": "from the file (ImageNet's for 1000 outputs)"}
 _RESULT = "_imp_result"  # the last import's one-line outcome, shown until the next import
 
 
@@ -128,13 +129,13 @@ def _run_import(ckpt, arch, spec, names_from: str, fit: bool, out: Path) -> None
         try:
             import_classifier(
                 source, out, backbone=arch,
-                class_names=list(ckpt.interface.class_names) if names_from == "apinet" else None,
+                preferred_class_names=list(ckpt.interface.class_names) if names_from == "apinet" else None,
                 input_size=pre.input_size, resize=pre.resize, resize_mode=pre.resize_mode,
                 output_stride=ckpt.interface.output_stride if fit else 32,
-                progress=lambda line: st.caption(md(line.replace(tmp + "/", ""))),
+                progress=lambda line: st.caption(md(line)),
             )
-        except ValueError as exc:  # ImportProblem / UserError: the upload's name, never the temp folder
-            raise type(exc)(str(exc).replace(tmp + "/", "")) from None
+        except ValueError as exc:  # ImportProblem / UserError: the file's name, never a server folder
+            raise type(exc)(str(exc).replace(str(source), source.name)) from None
 
 
 def draw(ckpt: resources.CheckpointInfo, paths: config.Paths) -> str | None:
@@ -148,8 +149,9 @@ def draw(ckpt: resources.CheckpointInfo, paths: config.Paths) -> str | None:
                    "import-classifier`.")
         arch, spec, default_name = _choices(ckpt)
         names_from = st.radio("Class names", list(_NAMES), key="_imp_names",
-                              format_func=lambda k: _NAMES[k] + (f" ({len(ckpt.interface.class_names)})"
-                                                                 if k == "apinet" else ""))
+                              format_func=_NAMES.get,
+                              help=f"API-Net has {len(ckpt.interface.class_names)} classes; a compatible "
+                                   "baseline has the same names in the same order.")
         fit = st.checkbox("Fit API-Net's map size (its output stride)", value=True, key="_imp_fit",
                           help="Stride 16 gives 2x finer maps with the same weights (dilated, or the last "
                                "stride dropped); only stride 32 reproduces the source model's logits.")

@@ -195,12 +195,25 @@ def test_an_uploaded_pickle_with_code_is_refused_in_one_line_and_never_run(env, 
     assert at.selectbox(key="base").options == ["none", DEMO_BASE]
 
 
+def test_a_refused_server_file_is_named_without_its_folder(env, tmp_path):
+    src = tmp_path / "secret-folder" / "vit.pth"
+    src.parent.mkdir()
+    torch.save({"patch_embed.proj.weight": torch.zeros(4, 3, 2, 2)}, src)
+    at = _app().run()
+    at.radio(key="_imp_source").set_value("server").run()
+    at.text_input(key="_imp_path").set_value(str(src))
+    at.button(key="_imp_go").click().run()
+    _ok(at)
+    errors = [_plain(e.value) for e in at.sidebar.error]
+    assert len(errors) == 1 and errors[0].startswith("vit.pth: unrecognised key layout for --format auto")
+    assert "secret-folder" not in errors[0]
+
+
 def test_installed_lite0_imports_and_is_listed_as_not_offered_with_the_reason(env):
     at = _app().run()
     _ok(at)
     at.radio(key="_imp_source").set_value("lite").run()
-    at.selectbox(key="_imp_lite").set_value("efficientnet_lite0")
-    at.radio(key="_imp_names").set_value("file")
+    at.selectbox(key="_imp_lite").set_value("efficientnet_lite0")  # default names: API-Net's do not fit 1000
     at.button(key="_imp_go").click().run()
     _ok(at)
     out = env["runs"] / "imported" / "efficientnet_lite0-imagenet.safetensors"
@@ -210,6 +223,11 @@ def test_installed_lite0_imports_and_is_listed_as_not_offered_with_the_reason(en
         assert any(c.startswith("runs/imported/efficientnet_lite0-imagenet: other classes: 1000 classes (tench, ")
                    for c in _captions(at))
         assert apinet.load_card(out)["class_names"][281] == "tabby"
+        # Progress and outcome name the package's file, never the server folder it lives in.
+        captions = _captions(at)
+        assert "read 296 tensors from efficientnet-lite0-57934424.pth (weights only: nothing in the file runs)" \
+            in captions
+        assert not any("site-packages" in c for c in captions)
     finally:
         for path in (out, out.with_suffix(".json")):
             if path.exists():

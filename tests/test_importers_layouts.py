@@ -143,3 +143,12 @@ def test_output_stride_16_gives_twice_finer_maps_and_says_so(tmp_path):
     # Without names, a 3-output classifier is not given ImageNet's.
     plain = load_model(import_classifier(src, tmp_path / "plain.safetensors"))[1]
     assert plain["class_names"] == ["class 0", "class 1", "class 2"] and "class_names" not in plain["source"]
+
+
+def test_preferred_class_names_are_used_only_when_the_counts_match(tmp_path):
+    src = tmp_path / "r18.pth"
+    torch.save(models.resnet18(num_classes=3).state_dict(), src)
+    card = load_model(import_classifier(src, tmp_path / "a.safetensors", preferred_class_names=["x", "y", "z"]))[1]
+    assert card["class_names"] == ["x", "y", "z"]
+    card = load_model(import_classifier(src, tmp_path / "b.safetensors", preferred_class_names=["x", "y"]))[1]
+    assert card["class_names"] == ["class 0", "class 1", "class 2"]
