@@ -134,8 +134,15 @@ def _run_import(ckpt, arch, spec, names_from: str, fit: bool, out: Path) -> None
                 output_stride=ckpt.interface.output_stride if fit else 32,
                 progress=lambda line: st.caption(md(line)),
             )
-        except ValueError as exc:  # ImportProblem / UserError: the file's name, never a server folder
-            raise type(exc)(str(exc).replace(str(source), source.name)) from None
+        except (ValueError, OSError) as exc:  # one line naming the file, never its folder on the server
+            from apinet.importers import ImportProblem
+
+            if isinstance(exc, OSError):
+                why = exc.strerror or type(exc).__name__
+                if exc.filename is not None and str(out.parent) in str(exc.filename):
+                    raise ImportProblem(f"cannot write under the runs folder ({why})") from None
+                raise ImportProblem(f"{source.name}: unreadable ({why})") from None
+            raise ImportProblem(str(exc).replace(str(source), source.name)) from None
 
 
 def draw(ckpt: resources.CheckpointInfo, paths: config.Paths) -> str | None:
