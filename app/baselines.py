@@ -8,7 +8,7 @@ import streamlit as st
 from app import config, import_model, resources
 from app.text import md
 
-__all__ = ["NONE", "draw_baseline_selector", "split_baselines"]
+__all__ = ["NONE", "draw_baseline_selector", "is_offered", "split_baselines"]
 
 NONE = "none"
 #: Beyond this many, the baselines not offered are listed inside an expander (still one line each).
@@ -28,6 +28,14 @@ def split_baselines(ckpt: resources.CheckpointInfo, baselines: list[resources.Ch
         else:
             refused.append((base, reason))
     return offered, refused
+
+
+def is_offered(ckpt: resources.CheckpointInfo, base: resources.CheckpointInfo | None) -> bool:
+    """Whether the selector offers ``base`` beside API-Net ``ckpt`` (code that picks a baseline before the
+    selector is drawn, e.g. the atlas, asks this instead of comparing cards itself)."""
+    from apinet.compat import baseline_mismatch
+
+    return base is not None and baseline_mismatch(ckpt.interface, base.interface) is None
 
 
 def _default(offered: list[resources.CheckpointInfo]) -> str:

@@ -71,6 +71,14 @@ def test_only_compatible_baselines_are_offered_and_the_others_are_listed_with_th
             f"({NAMES[0]}, {NAMES[1]}, ...)") in captions
     # No line appears only after an incompatible baseline is picked: there is none to pick.
     assert not [w for w in at.warning if "baseline left out" in w.value]
+    from app import resources
+    from app.baselines import is_offered
+
+    found, _ = resources.discover_checkpoints(str(env["checkpoints"]), str(env["runs"]))
+    by_label = {c.label: c for c in found}
+    apinet_ckpt = by_label["demo: apinet_synthbirds"]
+    assert [label for label, c in by_label.items() if c.architecture == "baseline" and is_offered(apinet_ckpt, c)] \
+        == [DEMO_BASE]
 
 
 def test_a_shared_link_naming_an_incompatible_baseline_falls_back_to_a_compatible_one(env):
