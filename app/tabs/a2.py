@@ -27,7 +27,8 @@ def draw(ctx: Context) -> None:
     if not a2:
         st.info(f"{md(ctx.apinet.label)} has no A² block, so there are no A² maps to show. Train a checkpoint "
                 "with A² blocks after the last stages (`--a2`), then choose it in the sidebar: every "
-                "`best.safetensors` under the runs folder is listed.", icon=":material/info:")
+                "checkpoint under the runs folder (`*.safetensors` with its `.json` card) is listed there "
+                "on the next rerun after it is written.", icon=":material/info:")
         stages = sorted({key.rsplit("/", 1)[1] for key in e.ltpa})  # this backbone's stage names
         st.code(a2_train_command(ctx.apinet.backbone, stages), language="bash")
         return
