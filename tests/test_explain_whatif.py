@@ -114,6 +114,9 @@ def test_occlusion_runs_one_trunk_pass_and_matches_a_direct_computation(pair, mo
     assert r.occluded[0] is None and r.occluded[1].sum() == 2 and r.occluded[1][2, 3]
     again = pair.run([Occlude(2, cells, (4, 4)), HalfGates()])  # cached: no second pass
     assert again.trunk_passes == 0
+    # the last occlusion of an image sets its hidden cells: a history whose last step shows all is untouched
+    undone = pair.run([Occlude(2, cells, (4, 4)), Occlude(2, frozenset(), (4, 4))])
+    assert undone.occluded == (None, None) and undone.after.logit(2, "self") == undone.before.logit(2, "self")
     with pytest.raises(ValueError, match="does not match"):
         pair.run([Occlude(1, frozenset({(0, 0)}), (14, 14))])
 

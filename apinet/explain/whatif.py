@@ -9,8 +9,9 @@ A student changes one thing and sees what the model does with it:
 * :class:`Occlude` -- cells of image 1 or 2 on the feature-map grid (14 x 14 on the demo) filled with
   the normalisation mean (0 after normalisation: grey for mean 0.5), then ONE trunk pass for that image.
 
-Order: occlusions act on the input, so they come first; the model then computes the gates, and the
-gate interventions edit them in the order given. Every number (gates, the four logit vectors, the
+Order: occlusions act on the input, so they come first (the last :class:`Occlude` of an image says
+which of its cells are hidden, so a list of them is an undo history); the model then computes the
+gates, and the gate interventions edit them in the order given. Every number (gates, the four logit vectors, the
 test-path logits, scores, ranking-loss terms) comes from the model: :meth:`APINet.interact` with its
 ``gates=`` override and, for an occlusion, the model's trunk. :class:`WhatIfPair` keeps the untouched
 pair and the occluded images' pooled features (a small cache), so a gate change never runs the trunk.
@@ -337,7 +338,7 @@ class WhatIfPair:
             if isinstance(item, Occlude):
                 if self.grid is not None and tuple(item.grid) != tuple(self.grid):
                     raise ValueError(f"occlusion grid {item.grid} does not match this pair's {self.grid}")
-                cells[item.image] |= item.cells
+                cells[item.image] = set(item.cells)  # the last occlusion of an image sets its hidden cells
         x = [self.features[0:1], self.features[1:2]]
         for image in (1, 2):
             if cells[image]:
