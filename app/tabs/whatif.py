@@ -181,6 +181,12 @@ def _on_grid(image: int, key: str, grid) -> None:
     _set_cells(image, cells, grid, "remove" if set(cells) <= old else "add")
 
 
+def _hide_from_sliders(image: int, grid) -> None:
+    """Hide the block of cells the Rows / Columns sliders span (read when the button is pressed)."""
+    (r0, r1), (c0, c1) = st.session_state["whatif_rows"], st.session_state["whatif_cols"]
+    _set_cells(image, [(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)], grid, "add")
+
+
 def _grid_figure(image: np.ndarray, grid, title: str):
     import plotly.graph_objects as go
 
@@ -226,11 +232,12 @@ def _occlusion_section(ctx: Context, result, grid) -> None:
     with st.expander("Hide cells by row and column (without a mouse)", icon=":material/grid_on:"):
         rr = st.slider("Rows", 0, h - 1, (h // 2 - 1, h // 2), key="whatif_rows")
         cc = st.slider("Columns", 0, w - 1, (w // 2 - 1, w // 2), key="whatif_cols")
-        chosen = [(r, c) for r in range(rr[0], rr[1] + 1) for c in range(cc[0], cc[1] + 1)]
+        st.caption(f"Rows {rr[0]}–{rr[1]}, columns {cc[0]}–{cc[1]}: "
+                   f"{(rr[1] - rr[0] + 1) * (cc[1] - cc[0] + 1)} cells (row 0 is the top, column 0 the left).")
         b = st.columns(4, gap="small")
         for col, image, tag in ((b[0], 1, "A"), (b[1], 2, "B")):
             col.button(f"Hide on {tag}", key=f"whatif_hide{image}", width="stretch",
-                       on_click=_set_cells, args=(image, chosen, grid, "add"))
+                       on_click=_hide_from_sliders, args=(image, grid))
         for col, image, tag in ((b[2], 1, "A"), (b[3], 2, "B")):
             col.button(f"Show all of {tag}", key=f"whatif_clear{image}", width="stretch",
                        on_click=_set_cells, args=(image, [], grid, "replace"),
