@@ -31,7 +31,7 @@ _PAIR = "_whatif_pair"  # the pair the interventions belong to
 _GEN = "_whatif_gen"  # bumped after every change: charts start with no selection
 _JUMP = "_whatif_jump"  # a control outside the tab asked to open it
 CHANNEL = "whatif_channel"
-_PLOT_HEIGHT = 330
+_PLOT_HEIGHT = 300
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def _hide_from_sliders(image: int, grid) -> None:
     _set_cells(image, [(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)], grid, "add")
 
 
-def _grid_figure(image: np.ndarray, grid, title: str):
+def _grid_figure(image: np.ndarray, grid, title: str, box: bool = False):
     import plotly.graph_objects as go
 
     big_h, big_w = image.shape[:2]
@@ -202,7 +202,8 @@ def _grid_figure(image: np.ndarray, grid, title: str):
                 "color": "rgba(255,255,255,0.01)", "line": {"width": 0.5, "color": "rgba(255,255,255,0.35)"}},
         selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 1.0}}))
     fig.update_layout(title={"text": plotly_text(title), "font": {"size": 13}}, margin={"l": 0, "r": 0, "t": 30, "b": 0},
-                      height=_PLOT_HEIGHT, showlegend=False, dragmode="select", clickmode="event+select",
+                      height=_PLOT_HEIGHT, showlegend=False, clickmode="event+select",
+                      dragmode="select" if box else False,  # Plotly selects no point on a click in select mode
                       xaxis={"visible": False, "range": [0, big_w]}, yaxis={"visible": False, "range": [big_h, 0]})
     return fig
 
@@ -214,9 +215,12 @@ def _occlusion_section(ctx: Context, result, grid) -> None:
     e = ctx.expl
     h, w = grid
     st.markdown("##### Occlude part of an image")
-    st.caption(f"Click a cell ({h} × {w} cells, one per position of the feature map) to hide it or bring it back; "
-               "drag a box to hide every cell in it (a box over hidden cells brings them back). Hidden pixels "
+    st.caption(f"**Click cells**: a click hides a cell ({h} × {w} cells, one per position of the feature map) or "
+               "brings it back. **Drag a box**: every cell in the box is hidden (a box over hidden cells brings "
+               "them back). Hidden pixels "
                f"are set to {OCCLUSION_BASELINE}, and the changed image goes through the backbone once.")
+    box = st.segmented_control("Mouse", ["Click cells", "Drag a box"], default="Click cells", key="whatif_mouse",
+                               label_visibility="collapsed") == "Drag a box"
     colour = baseline_colour(e)
     gen = st.session_state.get(_GEN, 0)
     cols = st.columns(2, gap="large")
@@ -225,7 +229,7 @@ def _occlusion_section(ctx: Context, result, grid) -> None:
         key = f"whatif_grid{image}_{gen}"
         with col:
             n = 0 if result.occluded[image - 1] is None else int(result.occluded[image - 1].sum())
-            st.plotly_chart(_grid_figure(picture, grid, f"{tag}: {n} of {h * w} cells hidden"), key=key,
+            st.plotly_chart(_grid_figure(picture, grid, f"{tag}: {n} of {h * w} cells hidden", box), key=key,
                             on_select=lambda image=image, key=key: _on_grid(image, key, grid),
                             selection_mode=("points", "box"), config={"displayModeBar": False, "displaylogo": False},
                             width="stretch")
@@ -309,7 +313,7 @@ def _gates_figure(e, result):
                 hovertemplate=f"channel %{{customdata[0]}}<br>{sym} {name} %{{y:.4f}}<extra></extra>",
                 marker=dict(color=colour if name == "after" else NEUTRAL, size=4 if name == "after" else 3,
                             opacity=opacity)))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
                       xaxis=dict(title="channel (in the order of the untouched g₁)"),
                       yaxis=dict(title="gate g", range=[-0.02, 1.05]))
@@ -399,6 +403,17 @@ def _draw(ctx: Context) -> None:
         st.caption("No change applied yet: the numbers below are the untouched pair's.")
 
     _metrics(result)
+    grid = wp.grid
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        if grid is None:
+            st.info("This explanation keeps no feature grid, so occlusion is not available.")
+        else:
+            _occlusion_section(ctx, result, grid)
+    with right:
+        _channel_section(e, result)
+
+    st.markdown("##### Before and after")
     st.markdown(_table(outcome_rows(e, result)))
     t1, t2 = e.targets
     st.caption(f"c = each image's target class (A: {md(class_name(e, t1))}, B: {md(class_name(e, t2))}). "
@@ -409,34 +424,27 @@ def _draw(ctx: Context) -> None:
                + ". The test path (classifier on one image's pooled features) never sees the gates: only an "
                  "occlusion changes it.")
 
-    d = int(np.asarray(e.gate1).shape[0])
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        st.markdown("##### Gates now (faint: untouched)")
-        key = f"whatif_gates_{st.session_state.get(_GEN, 0)}"
-        st.plotly_chart(_gates_figure(e, result), key=key, on_select=lambda: _on_gates_click(key, d),
-                        selection_mode="points", config={"displaylogo": False}, width="stretch")
-        st.caption("Click a dot to choose its channel on the right.")
-    with right:
-        st.markdown("##### One channel's gate")
-        default = st.session_state.get("channel")
-        if st.session_state.get(CHANNEL) is None or not 0 <= int(st.session_state[CHANNEL]) < d:
-            st.session_state[CHANNEL] = int(default) if default is not None and 0 <= int(default) < d \
-                else int(e.gate_order1[0])
-        channel = int(st.number_input("Channel", 0, d - 1, key=CHANNEL, step=1,
-                                      help="The channel inspected in Mutual & gates, a clicked dot, or any index."))
-        a = result.after
-        st.caption(f"Now g₁[{channel}] = {float(a.gate1[channel]):.4f}, g₂[{channel}] = {float(a.gate2[channel]):.4f} "
-                   f"(untouched {float(result.before.gate1[channel]):.4f}, {float(result.before.gate2[channel]):.4f}); "
-                   f"pooled x₁ = {float(a.features1[channel]):.3g}, x₂ = {float(a.features2[channel]):.3g}. A gate "
-                   "scales its channel's pooled activation: with x = 0 it changes nothing.")
-        gate_buttons(channel, "tab")
 
-    grid = wp.grid
-    if grid is None:
-        st.info("This explanation keeps no feature grid, so occlusion is not available.")
-        return
-    _occlusion_section(ctx, result, grid)
+def _channel_section(e, result) -> None:
+    d = int(np.asarray(e.gate1).shape[0])
+    st.markdown("##### Switch one channel's gate")
+    default = st.session_state.get("channel")
+    if st.session_state.get(CHANNEL) is None or not 0 <= int(st.session_state[CHANNEL]) < d:
+        st.session_state[CHANNEL] = int(default) if default is not None and 0 <= int(default) < d \
+            else int(e.gate_order1[0])
+    channel = int(st.number_input("Channel", 0, d - 1, key=CHANNEL, step=1,
+                                  help="The channel inspected in Mutual & gates, a dot clicked below, or any index."))
+    a = result.after
+    st.caption(f"Now g₁[{channel}] = {float(a.gate1[channel]):.4f}, g₂[{channel}] = {float(a.gate2[channel]):.4f} "
+               f"(untouched {float(result.before.gate1[channel]):.4f}, {float(result.before.gate2[channel]):.4f}); "
+               f"pooled x₁ = {float(a.features1[channel]):.3g}, x₂ = {float(a.features2[channel]):.3g}. A gate "
+               "scales its channel's pooled activation: with x = 0 it changes nothing.")
+    gate_buttons(channel, "tab")
+    key = f"whatif_gates_{st.session_state.get(_GEN, 0)}"
+    st.plotly_chart(_gates_figure(e, result), key=key, on_select=lambda: _on_gates_click(key, d),
+                    selection_mode="points", config={"displaylogo": False, "displayModeBar": False}, width="stretch")
+    st.caption("Gates now (coloured) and untouched (grey), every channel in the order of the untouched g₁. "
+               "Click a dot to choose its channel.")
 
 
 def export_section(ctx: Context, width: str = "double", font_size: float = 7.0) -> None:
