@@ -256,7 +256,9 @@ def _draw_inspector(ctx: Context) -> None:
                     f"z₂ = x_m·x₂ = **{z2:.3f}**")
         rank1 = int(np.flatnonzero(np.asarray(e.gate_order1) == channel)[0]) + 1
         rank2 = int(np.flatnonzero(np.asarray(e.gate_order2) == channel)[0]) + 1
-        st.caption(f"g = σ(z); z = x_m·x ranks tied gates (σ rounds to exactly 1 above z ≈ 17). Rank {rank1} of "
+        tied = g1[channel] == 1.0 or g2[channel] == 1.0
+        st.caption("g = σ(z)" + ("; this gate rounds to exactly 1 (σ does above z ≈ 17), so z ranks it among the "
+                                 "tied gates" if tied else "") + f". Rank {rank1} of "
                    f"{d} in g₁, {rank2} of {d} in g₂ (the explanation's ranking).")
         from app.tabs import whatif
 
