@@ -298,12 +298,13 @@ class WhatIfPair:
             self.trunk_passes += images.shape[0]
             return self.model.forward_features(images.to(next(self.model.parameters()).device))
 
-    def _occluded_features(self, image: int, cells: frozenset) -> Tensor:
+    def _occluded_features(self, image: int, cells: frozenset) -> tuple[Tensor, int]:
+        """Pooled features of image ``image`` with ``cells`` hidden, and the trunk passes it took (0 or 1)."""
         key = (image, cells)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                return self._cache[key]
+                return self._cache[key], 0
         if self.inputs is None:
             raise ValueError("occlusion needs the pair's input images")
         changed = occlude_cells(self.inputs[image - 1], cells, self.grid, self.fill)
@@ -312,7 +313,7 @@ class WhatIfPair:
             self._cache[key] = pooled
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return pooled
+        return pooled, 1
 
     def _state(self, x1: Tensor, x2: Tensor, gates: tuple[Tensor, Tensor] | None) -> PairState:
         device = next(self.model.parameters()).device
@@ -331,7 +332,7 @@ class WhatIfPair:
     def run(self, interventions) -> WhatIfResult:
         """The pair after ``interventions`` (see the module docstring for their order)."""
         tic = time.perf_counter()
-        passes = self.trunk_passes
+        passes = 0  # counted here, not from self.trunk_passes: sessions may share this pair
         interventions = tuple(interventions)
         cells: dict[int, set] = {1: set(), 2: set()}
         for item in interventions:
@@ -342,7 +343,8 @@ class WhatIfPair:
         x = [self.features[0:1], self.features[1:2]]
         for image in (1, 2):
             if cells[image]:
-                x[image - 1] = self._occluded_features(image, frozenset(cells[image]))
+                x[image - 1], ran = self._occluded_features(image, frozenset(cells[image]))
+                passes += ran
         edits = [i for i in interventions if not isinstance(i, Occlude)]
         gates = None
         if edits:
@@ -364,5 +366,5 @@ class WhatIfPair:
         after = self._state(x[0], x[1], gates)
         masks = tuple(Occlude(i, frozenset(cells[i]), self.grid).mask() if cells[i] else None for i in (1, 2))
         return WhatIfResult(before=self.before, after=after, interventions=interventions,
-                            trunk_passes=self.trunk_passes - passes, seconds=time.perf_counter() - tic,
+                            trunk_passes=passes, seconds=time.perf_counter() - tic,
                             occluded=masks)  # type: ignore[arg-type]
