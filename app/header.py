@@ -58,10 +58,6 @@ def draw_image_card(ctx: Context, tag: str) -> None:
         st.warning(md(unusual), icon=":material/help:")
 
 
-def _signed(value: float) -> str:
-    return f"{round(value, 3) + 0.0:+.3f}"
-
-
 def draw_pair_summary(ctx: Context) -> None:
     from apinet.explain.facts import SATURATED_SCORE, pair_facts
 
@@ -70,24 +66,19 @@ def draw_pair_summary(ctx: Context) -> None:
     t1, t2 = expl.targets
     kind = "**intra** pair (same class)" if t1 == t2 else "**inter** pair (different classes)"
     st.markdown(f"An {kind}: A → **{md(class_name(expl, t1))}**, B → **{md(class_name(expl, t2))}**.")
-    cols = st.columns(2)
-    for col, tag, i in ((cols[0], "A", 1), (cols[1], "B", 2)):
-        f = facts.image(i)
-        col.metric(f"{tag}: logit_self − logit_other", signed_sig(f.logit_gap), border=True,
-                   help=f"Target-class logit of {tag} with its own gate minus with the partner's gate "
-                        f"({f.logit_self:.4g} − {f.logit_other:.4g}). This is where the gates' effect is "
-                        "visible: probabilities near 1 hide it.")
-        col.metric(f"{tag}: p_self − p_other", signed_sig(f.score_gap), border=True,
-                   help=f"Score of {tag}'s target class with its own gate minus with the partner's gate "
-                        f"({f.p_self:.4g} − {f.p_other:.4g}). The ranking loss wants at least "
-                        f"+{expl.rank_margin:g}.")
+    rows = "\n".join(f"| **{tag}** | {signed_sig(facts.image(i).logit_gap)} | {signed_sig(facts.image(i).score_gap)} | "
+                     f"{margin_text(facts.image(i))} |" for tag, i in (("A", 1), ("B", 2)))
+    st.markdown("| | logit_self − logit_other | p_self − p_other | ranking-loss term |\n|---|---:|---:|---:|\n" + rows,
+                help="Each image's target-class logit and score with its own gate (self) minus with the partner's "
+                     "gate (other). The logit difference is where the gates' effect shows: probabilities near 1 "
+                     f"hide it. The ranking loss max(0, p_other − p_self + {expl.rank_margin:g}) is 0 once "
+                     f"p_self − p_other ≥ {expl.rank_margin:g} (margin met).")
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
         else "API-Net's predictions (uploads have no label)"
     labels = (ctx.image_a.label, ctx.image_b.label)
     if None not in labels and tuple(expl.targets) != labels:  # "Explain A / B as" chose another class
         how = "chosen under Explain A / B as"
-    st.caption(f"Targets: {how}. Ranking-loss term max(0, p_other − p_self + {expl.rank_margin:g}): "
-               f"A {margin_text(facts.image1)}, B {margin_text(facts.image2)}. "
+    st.caption(f"Targets: {how}. "
                f"API-Net {md(ctx.apinet.label)} ({md(ctx.apinet.backbone)})"
                + (f" vs baseline {md(ctx.baseline.label)}." if ctx.baseline else "; no baseline."))
     if facts.any_saturated:

@@ -21,7 +21,7 @@ from app import config, state
 from app.tabs.common import Context, fmt_num, render_api, scope_caption, selected_points
 from app.theme import A_COLOUR, B_COLOUR, HIGHLIGHT, NEUTRAL, OUTLINE
 
-__all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "gate_zoom_range", "half_gate_count"]
+__all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "gate_zoom_range", "half_gate_count", "zoom_menu"]
 
 #: y range of the gate axis: padded so dots at exactly 0 or 1 (saturated gates) are not clipped.
 GATE_RANGE = (-0.02, 1.08)
@@ -42,13 +42,16 @@ def gate_zoom_range(*gates: np.ndarray) -> tuple[float, float]:
     return max(GATE_RANGE[0], low - pad), min(GATE_RANGE[1], high + pad)
 
 
-def _zoom_menu(zoomed: tuple[float, float], axes: tuple[str, ...]) -> list[dict]:
+def zoom_menu(zoomed: tuple[float, float], axes: tuple[str, ...]) -> list[dict]:
     """Two buttons above a chart: the gate axes fitted to the data (default) or the full 0-1 frame."""
     def args(r):
         return [{f"{a}.range": list(r) for a in axes}]
 
+    # Plotly fills the active button near-white (#F4FAFF) whatever the theme: light buttons with dark text
+    # read on a light and a dark page alike.
     return [dict(type="buttons", direction="right", showactive=True, active=0, x=1.0, xanchor="right",
-                 y=1.13, yanchor="bottom", pad=dict(t=0, r=0), font=dict(size=11),
+                 y=1.13, yanchor="bottom", pad=dict(t=0, r=0), font=dict(size=11, color="#1f2328"),
+                 bgcolor="#d0d7de", bordercolor="#8c959f",
                  buttons=[dict(label="Zoom to the gates", method="relayout", args=args(zoomed)),
                           dict(label="Full 0–1", method="relayout", args=args(GATE_RANGE))])]
 
@@ -131,7 +134,7 @@ def gates_figure(e, k: int, order_name: str) -> go.Figure:
     zoom = gate_zoom_range(g1, g2)
     fig.update_layout(height=460, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
-                      updatemenus=_zoom_menu(zoom, ("yaxis",)))
+                      updatemenus=zoom_menu(zoom, ("yaxis",)))
     fig.update_yaxes(title_text="gate g", range=list(zoom), row=1, col=1)
     fig.update_yaxes(title_text="x_m", nticks=4, zeroline=True, row=2, col=1)
     fig.update_xaxes(title_text=f"position ({order_name})", row=2, col=1)
@@ -156,7 +159,7 @@ def scatter_figure(e, k: int) -> go.Figure:
     fig.update_layout(height=460, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
                       xaxis=dict(title="g₁ (A)", range=list(zoom)), yaxis=dict(title="g₂ (B)", range=list(zoom)),
-                      updatemenus=_zoom_menu(zoom, ("xaxis", "yaxis")))
+                      updatemenus=zoom_menu(zoom, ("xaxis", "yaxis")))
     return fig
 
 

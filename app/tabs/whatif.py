@@ -302,8 +302,11 @@ def _table(rows) -> str:
 def _gates_figure(e, result):
     import plotly.graph_objects as go
 
+    from app.tabs.gates import gate_zoom_range, zoom_menu
+
     order = np.asarray(e.gate_order1)
     xs = np.arange(order.size)
+    zoom = gate_zoom_range(result.before.gate1, result.before.gate2, result.after.gate1, result.after.gate2)
     fig = go.Figure()
     for state_, name, opacity in ((result.before, "before", 0.25), (result.after, "after", 0.85)):
         for g, colour, sym in ((state_.gate1, A_COLOUR, "g₁"), (state_.gate2, B_COLOUR, "g₂")):
@@ -313,10 +316,10 @@ def _gates_figure(e, result):
                 hovertemplate=f"channel %{{customdata[0]}}<br>{sym} {name} %{{y:.4f}}<extra></extra>",
                 marker=dict(color=colour if name == "after" else NEUTRAL, size=4 if name == "after" else 3,
                             opacity=opacity)))
-    fig.update_layout(height=280, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=70, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
                       xaxis=dict(title="channel (in the order of the untouched g₁)"),
-                      yaxis=dict(title="gate g", range=[-0.02, 1.05]))
+                      yaxis=dict(title="gate g", range=list(zoom)), updatemenus=zoom_menu(zoom, ("yaxis",)))
     return fig
 
 
