@@ -36,7 +36,7 @@ def test_describe_intervention_in_plain_words():
 
 
 @pytest.mark.parametrize("width", ["single", "double"])
-def test_whatif_figure_draws_the_four_logits_before_and_after(width):
+def test_whatif_figure_draws_the_logit_gaps_and_the_changes(width):
     torch.manual_seed(0)
     model = APINet("resnet18", num_classes=4, output_stride=16).eval()
     pair = WhatIfPair(model, (0, 2), inputs=torch.randn(2, 3, 64, 64))
@@ -44,14 +44,15 @@ def test_whatif_figure_draws_the_four_logits_before_and_after(width):
     expl = SimpleNamespace(image1=np.zeros((64, 64, 3), np.uint8), image2=np.zeros((64, 64, 3), np.uint8),
                            settings={})
     fig = whatif_figure(expl, result, width=width)
-    bars = fig.axes[-1]
-    heights = [p.get_height() for p in bars.patches]
-    expected_before = [result.before.logit(i, p) for i, p in ((1, "self"), (1, "other"), (2, "self"), (2, "other"))]
-    expected_after = [result.after.logit(i, p) for i, p in ((1, "self"), (1, "other"), (2, "self"), (2, "other"))]
-    assert heights == pytest.approx(expected_before + expected_after)
-    assert heights[4] == heights[5]  # gates 0.5: A's self and other logits coincide
-    after_a = fig.axes[1].images[0].get_array()
-    assert (np.asarray(after_a)[:16, :16] == 128).all()  # the occluded cell, as the model saw it
+    gaps, changes, text, *images = fig.axes
+    heights = [p.get_height() for p in gaps.patches]
+    b, a = result.before, result.after
+    assert heights == pytest.approx([b.logit_gap(1), b.logit_gap(2), a.logit_gap(1), a.logit_gap(2)])
+    assert heights[2] == heights[3] == 0.0  # gates 0.5: self and other logits coincide
+    keys = ((1, "self"), (1, "other"), (2, "self"), (2, "other"))
+    assert [p.get_height() for p in changes.patches] == pytest.approx([a.logit(i, k) - b.logit(i, k) for i, k in keys])
+    assert (np.asarray(images[1].images[0].get_array())[:16, :16] == 128).all()  # the occluded cell, as the model saw it
+    assert "1 of 16 cells of A hidden" in text.texts[0].get_text()
     assert fig.get_figwidth() == pytest.approx(3.3 if width == "single" else 6.9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -55,10 +55,31 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _bars(ax, labels, before, after, colours, font_size: float, title: str) -> None:
+    xs = np.arange(len(labels))
+    ax.bar(xs - 0.2, before, 0.4, color="#9aa4b1", label="before")
+    ax.bar(xs + 0.2, after, 0.4, color=colours, label="after")
+    for x, v in zip(np.concatenate([xs - 0.2, xs + 0.2]), list(before) + list(after)):
+        ax.annotate(f"{v:+.3g}", (x, v), xytext=(0, 2 if v >= 0 else -2), textcoords="offset points",
+                    ha="center", va="bottom" if v >= 0 else "top", fontsize=font_size - 1)
+    ax.set_xticks(xs, labels, fontsize=font_size)
+    ax.tick_params(labelsize=font_size)
+    ax.axhline(0, color="#555555", linewidth=0.6)
+    low, high = min(0.0, *before, *after), max(0.0, *before, *after)
+    pad = 0.18 * (high - low or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_title(title, fontsize=font_size)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
 def whatif_figure(expl, result: WhatIfResult, *, width: str | float = "double", font_size: float = 7.0,
                   dpi: int = 150) -> Any:
-    """Images before / after (occluded cells filled as the model saw them) and the four target-class
-    logits before / after, with p_self - p_other and the ranking-loss term of each image."""
+    """Images before / after (occluded cells filled as the model saw them); each image's
+    logit_self - logit_other before / after (where the gates' effect shows); the change of the four
+    target-class logits; and a line per image with p_self - p_other and the ranking-loss term."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -68,42 +89,54 @@ def whatif_figure(expl, result: WhatIfResult, *, width: str | float = "double", 
         raise ValueError(f"font_size must be at least {MIN_FONT_SIZE} pt, got {font_size}")
     inches = parse_width(width)
     small = inches < FIGURE_WIDTHS["double"] - 1e-6
-    fig = Figure(figsize=(inches, inches * (1.25 if small else 0.62)), dpi=dpi)
+    fig = Figure(figsize=(inches, inches * (1.8 if small else 0.78)), dpi=dpi)
     colour = baseline_colour(expl)
     images = [expl.image1, occluded_image(expl.image1, result.occluded[0], colour),
               expl.image2, occluded_image(expl.image2, result.occluded[1], colour)]
     titles = ["A before", "A after", "B before", "B after"]
-    grid = fig.add_gridspec(2 if small else 1, 4 if small else 6, height_ratios=[1, 1.25] if small else None,
-                            width_ratios=None if small else [1, 1, 1, 1, 0.25, 3.2])
+    if small:
+        grid = fig.add_gridspec(4, 4, height_ratios=[1, 1.5, 1.5, 1.5], hspace=0.75, wspace=0.08)
+        bar_axes = [fig.add_subplot(grid[1, :]), fig.add_subplot(grid[2, :])]
+        text_ax = fig.add_subplot(grid[3, :])
+    else:
+        grid = fig.add_gridspec(3, 4, height_ratios=[1, 1.25, 0.45], hspace=0.55, wspace=0.25)
+        bar_axes = [fig.add_subplot(grid[1, 0:2]), fig.add_subplot(grid[1, 2:4])]
+        text_ax = fig.add_subplot(grid[2, :])
     for i, (image, title) in enumerate(zip(images, titles)):
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(image)
         ax.set_title(title, fontsize=font_size, color=_A if i < 2 else _B)
         ax.set_xticks([])
         ax.set_yticks([])
-    ax = fig.add_subplot(grid[1, :] if small else grid[0, 5])
     b, a = result.before, result.after
-    labels = ["A self", "A other", "B self", "B other"]
+    _bars(bar_axes[0], ["A", "B"], [b.logit_gap(1), b.logit_gap(2)], [a.logit_gap(1), a.logit_gap(2)], [_A, _B],
+          font_size, "logit_self − logit_other (target class)")
+    bar_axes[0].legend(fontsize=font_size, frameon=False, loc="upper left")
     keys = [(1, "self"), (1, "other"), (2, "self"), (2, "other")]
-    before = [b.logit(i, p) for i, p in keys]
-    after = [a.logit(i, p) for i, p in keys]
+    changes = [a.logit(i, p) - b.logit(i, p) for i, p in keys]
+    ax = bar_axes[1]
     xs = np.arange(4)
-    ax.bar(xs - 0.2, before, 0.4, color="#9aa4b1", label="before")
-    ax.bar(xs + 0.2, after, 0.4, color=[_A, _A, _B, _B], label="after")
-    ax.set_xticks(xs, labels, fontsize=font_size)
+    ax.bar(xs, changes, 0.55, color=[_A, _A, _B, _B])
+    for x, v in zip(xs, changes):
+        ax.annotate(f"{v:+.3g}", (x, v), xytext=(0, 2 if v >= 0 else -2), textcoords="offset points",
+                    ha="center", va="bottom" if v >= 0 else "top", fontsize=font_size - 1)
+    ax.set_xticks(xs, ["A self", "A other", "B self", "B other"], fontsize=font_size)
     ax.tick_params(labelsize=font_size)
-    ax.set_ylabel("target-class logit", fontsize=font_size)
-    ax.axhline(0, color="#555555", linewidth=0.5)
-    ax.legend(fontsize=font_size, frameon=False, loc="best")
-    lines = [f"{'; '.join(describe_intervention(i) for i in result.interventions) or 'no change'}"]
+    ax.axhline(0, color="#555555", linewidth=0.6)
+    low, high = min(0.0, *changes), max(0.0, *changes)
+    pad = 0.18 * (high - low or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_title("change of each target-class logit (after − before)", fontsize=font_size)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    lines = ["Change: " + ("; ".join(describe_intervention(i) for i in result.interventions) or "none")]
     for tag, i in (("A", 1), ("B", 2)):
-        lines.append(f"{tag}: logit gap {b.logit_gap(i):+.3g} → {a.logit_gap(i):+.3g}; "
-                     f"p_self − p_other {b.score_gap(i):+.3g} → {a.score_gap(i):+.3g}; "
-                     f"loss term {b.rank_term(i):.3g} → {a.rank_term(i):.3g}")
-    import textwrap
-
-    text = "\n".join(textwrap.fill(_plain(line), 95 if not small else 60) for line in lines)
-    fig.text(0.01, 0.01, text, fontsize=font_size, va="bottom", ha="left")
-    fig.subplots_adjust(left=0.04 if not small else 0.12, right=0.99, top=0.9, bottom=0.3 if not small else 0.2,
-                        wspace=0.08, hspace=0.35)
+        lines.append(f"{tag}: p_self − p_other {b.score_gap(i):+.3g} → {a.score_gap(i):+.3g}; ranking-loss term "
+                     f"{b.rank_term(i):.3g} → {a.rank_term(i):.3g} (margin {'met' if a.margin_met(i) else 'not met'})")
+    left, right = (0.15, 0.97) if small else (0.07, 0.99)
+    chars = max(30, int((right - left) * inches * 72 / (0.58 * font_size)))  # about 0.55 em per character
+    text_ax.axis("off")
+    text_ax.text(0.0, 1.0, "\n".join(textwrap.fill(_plain(line), chars) for line in lines), fontsize=font_size,
+                 va="top", ha="left", transform=text_ax.transAxes)
+    fig.subplots_adjust(left=left, right=right, top=0.95, bottom=0.02)
     return fig
