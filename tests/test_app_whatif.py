@@ -172,6 +172,14 @@ def test_whatif_controls_show_the_libraries_numbers_and_travel_in_the_link(env):
     _check_outcome(at, _library(env, at, items + (occl,)))
     assert "Recomputed in" in " ".join(c.value for c in at.caption)
 
+    # the mouse mode: clicks select cells; "Drag a box" switches the grids to box selection
+    grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "whatif_grid" in c.proto.id]
+    assert len(grids) == 2 and all(g["layout"]["dragmode"] is False for g in grids)
+    assert grids[0]["layout"]["title"]["text"] == "A: 4 of 16 cells hidden"
+    at.get("button_group")[0].set_value("Drag a box").run()
+    grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "whatif_grid" in c.proto.id]
+    assert all(g["layout"]["dragmode"] == "select" for g in grids)
+
     # the link restores the changes in a new session
     link = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
     again = _app(**link).run()
@@ -179,6 +187,11 @@ def test_whatif_controls_show_the_libraries_numbers_and_travel_in_the_link(env):
     assert again.session_state.whatif == at.session_state.whatif
     _check_outcome(again, _library(env, again, items + (occl,)))
 
+    at.button(key="whatif_clear1").click().run()  # "Show all of A": an occlusion step with no cells
+    _ok(at)
+    shown = Occlude(1, frozenset(), (4, 4))
+    assert parse_interventions(at.session_state.whatif) == items + (occl, shown)
+    _check_outcome(at, _library(env, at, items))
     at.button(key="whatif_reset").click().run()
     _ok(at)
     assert at.session_state.whatif == "" and "whatif" not in at.query_params
