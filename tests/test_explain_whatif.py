@@ -8,7 +8,8 @@ import torch
 
 from apinet import APINet
 from apinet.explain.whatif import (HalfGates, Occlude, SetGate, SwapGates, WhatIfPair, cell_bounds,
-                                   format_interventions, occlude_cells, parse_interventions)
+                                   effective_interventions, format_interventions, occlude_cells,
+                                   parse_interventions)
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,11 @@ def test_text_form_round_trips_and_refuses_garbage():
             parse_interventions(bad)
     with pytest.raises(ValueError, match="outside the 2 x 2 grid"):
         Occlude(1, frozenset({(2, 0)}), (2, 2))
+
+
+def test_effective_interventions_keep_each_images_last_occlusion_then_the_gate_edits():
+    a1, a2 = Occlude(1, frozenset({(0, 0)}), (2, 2)), Occlude(1, frozenset({(0, 0), (1, 1)}), (2, 2))
+    b_shown = Occlude(2, frozenset(), (2, 2))
+    items = (a1, SwapGates(), a2, Occlude(2, frozenset({(1, 0)}), (2, 2)), SetGate(1, 3, 0.0), b_shown)
+    assert effective_interventions(items) == (a2, SwapGates(), SetGate(1, 3, 0.0))
+    assert effective_interventions(()) == ()

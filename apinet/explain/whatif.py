@@ -36,9 +36,9 @@ from ._util import softmax, to_numpy
 from .models import locked_eval
 from .result import RANK_MARGIN
 
-__all__ = ["HalfGates", "Intervention", "Occlude", "PairState", "SetGate", "SwapGates", "WhatIfPair",
-           "WhatIfResult", "cell_bounds", "format_interventions", "grid_of", "occlude_cells",
-           "parse_interventions", "OCCLUSION_BASELINE"]
+__all__ = ["OCCLUSION_BASELINE", "HalfGates", "Intervention", "Occlude", "PairState", "SetGate", "SwapGates",
+           "WhatIfPair", "WhatIfResult", "cell_bounds", "effective_interventions", "format_interventions", "grid_of",
+           "occlude_cells", "parse_interventions"]
 
 #: What an occluded cell's pixels become (stated in the app and in figures).
 OCCLUSION_BASELINE = "the normalisation mean (0 after normalisation)"
@@ -155,6 +155,15 @@ def parse_interventions(text: str) -> tuple[Intervention, ...]:
         except ValueError:
             raise ValueError(f"unreadable what-if intervention {token[:40]!r}") from None
     return tuple(out)
+
+
+def effective_interventions(interventions) -> tuple[Intervention, ...]:
+    """What a sequence of interventions amounts to, in the order :meth:`WhatIfPair.run` applies them:
+    each image's last occlusion step (when it hides any cell), then the gate edits in order."""
+    items = tuple(interventions)
+    last = {i.image: i for i in items if isinstance(i, Occlude)}
+    occl = tuple(last[k] for k in sorted(last) if last[k].cells)
+    return occl + tuple(i for i in items if not isinstance(i, Occlude))
 
 
 def cell_bounds(n_pixels: int, n_cells: int, index: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..explain.whatif import HalfGates, Occlude, SetGate, SwapGates, WhatIfResult, cell_bounds
+from ..explain.whatif import HalfGates, Occlude, SetGate, SwapGates, WhatIfResult, cell_bounds, effective_interventions
 from .figures import FIGURE_WIDTHS, MIN_FONT_SIZE, parse_width
 
 __all__ = ["baseline_colour", "describe_intervention", "occluded_image", "whatif_figure"]
@@ -129,7 +129,8 @@ def whatif_figure(expl, result: WhatIfResult, *, width: str | float = "double", 
     ax.set_title("change of each target-class logit (after − before)", fontsize=font_size)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    lines = ["Change: " + ("; ".join(describe_intervention(i) for i in result.interventions) or "none")]
+    applied = effective_interventions(result.interventions)
+    lines = ["Change: " + ("; ".join(describe_intervention(i) for i in applied) or "none")]
     for tag, i in (("A", 1), ("B", 2)):
         lines.append(f"{tag}: p_self − p_other {b.score_gap(i):+.3g} → {a.score_gap(i):+.3g}; ranking-loss term "
                      f"{b.rank_term(i):.3g} → {a.rank_term(i):.3g} (margin {'met' if a.margin_met(i) else 'not met'})")

@@ -385,7 +385,7 @@ def _draw(ctx: Context) -> None:
         st.warning(f"These changes do not fit this pair ({md(str(exc))}).", icon=":material/warning:")
         st.button("Reset the changes", key="whatif_reset_bad", on_click=_reset)
         return
-    from apinet.explain.whatif import HalfGates, SwapGates
+    from apinet.explain.whatif import HalfGates, SwapGates, effective_interventions
 
     c = st.columns(4, gap="small")
     c[0].button("All gates = 0.5", key="whatif_half", on_click=add, args=(HalfGates(),), width="stretch",
@@ -399,9 +399,10 @@ def _draw(ctx: Context) -> None:
                 icon=":material/undo:")
     c[3].button("Reset", key="whatif_reset", on_click=_reset, disabled=not items, width="stretch",
                 icon=":material/restart_alt:")
-    if items:
+    applied = effective_interventions(items)
+    if applied:
         st.markdown("**Applied now:** " + "; ".join(f"{n}. {md(describe_intervention(i))}"
-                                                   for n, i in enumerate(items, 1)))
+                                                   for n, i in enumerate(applied, 1)))
     else:
         st.caption("No change applied yet: the numbers below are the untouched pair's.")
 
