@@ -316,8 +316,8 @@ def _gates_figure(e, result):
                 hovertemplate=f"channel %{{customdata[0]}}<br>{sym} {name} %{{y:.4f}}<extra></extra>",
                 marker=dict(color=colour if name == "after" else NEUTRAL, size=4 if name == "after" else 3,
                             opacity=opacity)))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=70, b=10), clickmode="event+select",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
+                      showlegend=False,  # the caption says which is which; a legend would sit under the buttons
                       xaxis=dict(title="channel (in the order of the untouched g₁)"),
                       yaxis=dict(title="gate g", range=list(zoom)), updatemenus=zoom_menu(zoom, ("yaxis",)))
     return fig
