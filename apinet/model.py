@@ -200,11 +200,18 @@ class APINet(_FineGrainedNet):
         # The paper's test path: no pairing, no dropout-in-eval surprises, classifier on pooled features.
         return self.fc(self.pool_features(self.forward_features(images)))
 
-    def interact(self, x1: Tensor, x2: Tensor) -> PairOutput:
-        """Attentive pairwise interaction of pooled features ``x1, x2: [B, D]``."""
+    def interact(self, x1: Tensor, x2: Tensor, *, gates: tuple[Tensor, Tensor] | None = None) -> PairOutput:
+        """Attentive pairwise interaction of pooled features ``x1, x2: [B, D]``.
+
+        ``gates=(g1, g2)`` (each ``[B, D]``) replaces the gates the mutual vector would give (a
+        what-if intervention, :mod:`apinet.explain.whatif`); the rest of the pair head is unchanged.
+        """
         mutual = self.mutual(torch.cat([x1, x2], dim=1))
-        gate1 = torch.sigmoid(mutual * x1)
-        gate2 = torch.sigmoid(mutual * x2)
+        if gates is None:
+            gate1 = torch.sigmoid(mutual * x1)
+            gate2 = torch.sigmoid(mutual * x2)
+        else:
+            gate1, gate2 = (g.to(x1.dtype).expand_as(x1) for g in gates)
         self1, other1 = x1 + x1 * gate1, x1 + x1 * gate2
         self2, other2 = x2 + x2 * gate2, x2 + x2 * gate1
         head = self.forward_head

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.tabs.common import Context, class_name
+from app.numbers import margin_text, signed_sig
 from app.text import md
 
 __all__ = ["draw_image_card", "draw_pair_summary", "inject_css"]
@@ -57,27 +58,30 @@ def draw_image_card(ctx: Context, tag: str) -> None:
         st.warning(md(unusual), icon=":material/help:")
 
 
-def _signed(value: float) -> str:
-    return f"{round(value, 3) + 0.0:+.3f}"
-
-
 def draw_pair_summary(ctx: Context) -> None:
+    from apinet.explain.facts import SATURATED_SCORE, pair_facts
+
     expl = ctx.expl
+    facts = pair_facts(expl)
     t1, t2 = expl.targets
     kind = "**intra** pair (same class)" if t1 == t2 else "**inter** pair (different classes)"
     st.markdown(f"An {kind}: A → **{md(class_name(expl, t1))}**, B → **{md(class_name(expl, t2))}**.")
-    m1, m2 = st.columns(2)
-    m1.metric("A: p_self − p_other", _signed(expl.p_self1 - expl.p_other1), border=True,
-              help="Score of A's target class with its own gate minus with B's gate. The ranking loss "
-                   f"wants at least +{expl.rank_margin:g}.")
-    m2.metric("B: p_self − p_other", _signed(expl.p_self2 - expl.p_other2), border=True,
-              help="Score of B's target class with its own gate minus with A's gate.")
+    rows = "\n".join(f"| **{tag}** | {signed_sig(facts.image(i).logit_gap)} | {signed_sig(facts.image(i).score_gap)} | "
+                     f"{margin_text(facts.image(i))} |" for tag, i in (("A", 1), ("B", 2)))
+    st.markdown("| | logit_self − logit_other | p_self − p_other | ranking-loss term |\n|---|---:|---:|---:|\n" + rows,
+                help="Each image's target-class logit and score with its own gate (self) minus with the partner's "
+                     "gate (other). The logit difference is where the gates' effect shows: probabilities near 1 "
+                     f"hide it. The ranking loss max(0, p_other − p_self + {expl.rank_margin:g}) is 0 once "
+                     f"p_self − p_other ≥ {expl.rank_margin:g} (margin met).")
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \
         else "API-Net's predictions (uploads have no label)"
     labels = (ctx.image_a.label, ctx.image_b.label)
     if None not in labels and tuple(expl.targets) != labels:  # "Explain A / B as" chose another class
         how = "chosen under Explain A / B as"
-    st.caption(f"Targets: {how}. Ranking-loss terms {expl.rank_term1:.3f} (A), {expl.rank_term2:.3f} (B). "
+    st.caption(f"Targets: {how}. "
                f"API-Net {md(ctx.apinet.label)} ({md(ctx.apinet.backbone)})"
                + (f" vs baseline {md(ctx.baseline.label)}." if ctx.baseline else "; no baseline."))
-
+    if facts.any_saturated:
+        which = " and ".join(t for t, i in (("A", 1), ("B", 2)) if facts.image(i).scores_saturated)
+        st.caption(f"{which}: both scores are above {SATURATED_SCORE:g}, so p_self − p_other can hardly move; "
+                   "read the logit difference instead.")

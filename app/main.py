@@ -226,8 +226,6 @@ def _page() -> None:
     defaults = {
         "ckpt": _default(apinets, config.DEMO_APINET).label,
         "base": default_base.label if default_base else "none",
-        "a": state.GALLERY_PREFIX + first,
-        "b": state.GALLERY_PREFIX + second,
         "k": config.K_DEFAULT,
         "cmap": config.COLORMAPS[0],
         "alpha": config.ALPHA_DEFAULT,
@@ -251,6 +249,10 @@ def _page() -> None:
         st.error(f"Could not load the checkpoint: {md(str(exc)[:400])}", icon=":material/error:")
         st.code(config.TRAIN_COMMAND, language="bash")
         return
+    from app import strongest  # issue #22: the landing pair is the gallery's strongest inter pair
+
+    landing = strongest.landing_pair(gallery, ckpt, str(paths.gallery)) or (first, second)
+    state.ensure_defaults({"a": state.GALLERY_PREFIX + landing[0], "b": state.GALLERY_PREFIX + landing[1]}, choices)
     stages = resources.stages_of(loaded)
     state.ensure_defaults({"stage": stages[0], "layer": stages[0]}, {"stage": stages, "layer": stages})
     _sidebar_display(stages, cams)
@@ -269,6 +271,7 @@ def _page() -> None:
         slot_b = st.container()
     with col_r:
         picker.draw_actions(gallery, loaded, bank)
+        strongest.draw_buttons(gallery, ckpt, str(paths.gallery))
         picker.show_message()
         status_slot = st.container()
         summary_slot = st.container()
@@ -339,4 +342,7 @@ def _page() -> None:
         header.draw_image_card(ctx, "B")
     with summary_slot:
         header.draw_pair_summary(ctx)
+    from app.tabs import whatif
+
+    whatif.forget_if_pair_changed(ctx)  # what-if changes belong to one pair
     tabs.draw_tabs(ctx)

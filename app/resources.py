@@ -586,3 +586,36 @@ def explain(request: ExplainRequest, data_a: bytes, data_b: bytes,
         on_wait(RUN_GATE.ahead())
     with RUN_GATE.queue():
         return _explain_cached(request, data_a, data_b)
+
+
+# ----------------------------------------------------------------------------------------------
+# What if? and the gallery's pairs ranked by mechanism strength (issue #22)
+# ----------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def whatif_pair(apinet_path: str, apinet_sha: str, image_a_sha: str, image_b_sha: str, targets: tuple[int, int],
+                _expl, _data_a: bytes, _data_b: bytes):
+    """The :class:`apinet.explain.whatif.WhatIfPair` of an explained pair (one per pair and checkpoint,
+    shared by sessions: it holds only the pair's inputs, its untouched numbers and a small cache of
+    occluded images' pooled features)."""
+    from apinet.explain.whatif import WhatIfPair
+
+    del image_a_sha, image_b_sha, targets  # cache key only (the explanation carries the targets)
+    loaded = load_checkpoint(apinet_path, apinet_sha)
+    inputs = torch.stack([loaded.preprocess(_decode(_data_a)), loaded.preprocess(_decode(_data_b))])
+    return WhatIfPair.from_explanation(loaded.model, _expl, inputs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def gallery_pairs(ckpt_path: str, sha256: str, gallery_dir: str, gallery_key: str):
+    """Every gallery image's intra and inter partner, with the mechanism strength of each pair
+    (:func:`apinet.pair_ranking.mine_and_rank` on the feature bank; computed once per checkpoint)."""
+    from apinet.explain import model_lock
+    from apinet.pair_ranking import mine_and_rank
+
+    loaded = load_checkpoint(ckpt_path, sha256)
+    bank = feature_bank(ckpt_path, sha256, gallery_dir, gallery_key)
+    labels = [item.label for item in load_gallery(gallery_dir).items]
+    with model_lock(loaded.model):
+        return mine_and_rank(loaded.model.eval(), bank, labels)

@@ -71,6 +71,15 @@ def _dump_ref(ref: str) -> str:
     return ref[len(GALLERY_PREFIX):] if ref.startswith(GALLERY_PREFIX) else ""
 
 
+def _whatif(text: str) -> str:
+    """The what-if interventions of a link (``apinet.explain.whatif`` text form), normalised; "" for none."""
+    from apinet.explain.whatif import format_interventions, parse_interventions
+
+    if len(text) > 4000:
+        raise ValueError("what-if text too long")
+    return format_interventions(parse_interventions(text))
+
+
 PARAMS: tuple[Param, ...] = (
     Param("ckpt", str),
     Param("base", str),
@@ -88,6 +97,7 @@ PARAMS: tuple[Param, ...] = (
     Param("tb", _int_in(0, 1 << 20)),
     Param("layer", str),  # CAM layer (a trunk stage)
     Param("clip", _percentile, lambda v: f"{float(v):g}"),
+    Param("whatif", _whatif),  # the What if? tab's interventions on the pair (issue #22)
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 

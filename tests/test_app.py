@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-TABS = ["Walk-through", "Mutual & gates", "Top-k channels", "LTPA attention", "Grad-CAM", "A² maps",
+TABS = ["Walk-through", "Mutual & gates", "What if?", "Top-k channels", "LTPA attention", "Grad-CAM", "A² maps",
         "Exact maps", "Why A, not B", "Where does it match?", "Predictions", "Export"]
 
 
@@ -69,7 +69,7 @@ def test_first_run_renders_every_view(env):
     at = _app().run()
     _ok(at)
     assert [t.label for t in at.tabs] == TABS
-    headings = ("How API-Net compares this pair", "Mutual vector and gates", "Top-5 channels",
+    headings = ("How API-Net compares this pair", "Mutual vector and gates", "What if? Change the pair", "Top-5 channels",
                 "LTPA: where the global descriptor looks", "class activation maps", "A²: double-attention",
                 "Exact maps: where each pair-path logit", "Why A, not B?", "Where does it match?", "Predictions",
                 "Export")

@@ -15,6 +15,7 @@ import streamlit as st
 
 from app.tabs import a2, cams, channels, export, gates, ltpa, predictions, walkthrough
 from app.tabs import contrast, correspondence, exact
+from app.tabs import whatif  # issue #22: what-if controls
 from app.tabs.common import Context, DisplaySettings
 
 __all__ = ["Context", "DisplaySettings", "TABS", "TAB_KEY", "Tab", "by_slug", "draw_tabs"]
@@ -33,6 +34,7 @@ class Tab:
 TABS: tuple[Tab, ...] = (
     Tab("walkthrough", "Walk-through", walkthrough.draw),
     Tab("gates", "Mutual & gates", gates.draw),
+    Tab("whatif", whatif.LABEL, whatif.draw),
     Tab("channels", "Top-k channels", channels.draw),
     Tab("ltpa", "LTPA attention", ltpa.draw),
     Tab("cam", "Grad-CAM", cams.draw),

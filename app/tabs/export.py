@@ -199,5 +199,9 @@ def _body(ctx: Context) -> None:
             st.info(" ".join(str(exc).split()))
     with st.expander("Several pairs in one figure", icon=":material/view_agenda:"):
         _multi_section(ctx, view, dpi, width, font_size)
+    with st.expander("What if? before / after figure", icon=":material/science:"):
+        from app.tabs import whatif
+
+        whatif.export_section(ctx, width, font_size)
     with st.expander("Figure settings as JSON (to remake it with apinet.render)", icon=":material/tune:"):
         st.code(figure_settings(ctx, view, dpi, width=width, font_size=font_size).to_json(), language="json")

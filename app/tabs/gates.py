@@ -15,11 +15,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from apinet.explain.facts import pair_facts
+
 from app import config, state
 from app.tabs.common import Context, fmt_num, render_api, scope_caption, selected_points
 from app.theme import A_COLOUR, B_COLOUR, HIGHLIGHT, NEUTRAL, OUTLINE
 
-__all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "half_gate_count"]
+__all__ = ["GATE_RANGE", "ORDERS", "channel_from_selection", "draw", "gate_zoom_range", "half_gate_count", "zoom_menu"]
 
 #: y range of the gate axis: padded so dots at exactly 0 or 1 (saturated gates) are not clipped.
 GATE_RANGE = (-0.02, 1.08)
@@ -28,6 +30,30 @@ CHART_KEYS = ("chart_gates", "chart_scatter")
 _HOVER = ("channel %{customdata[0]}<br>g₁ %{customdata[1]:.4f} · g₂ %{customdata[2]:.4f}<br>"
           "x_m %{customdata[3]:.3f}<br>z₁ = x_m·x₁ = %{customdata[4]:.3f} · z₂ = x_m·x₂ = %{customdata[5]:.3f}"
           "<extra></extra>")
+
+
+def gate_zoom_range(*gates: np.ndarray) -> tuple[float, float]:
+    """A gate-axis range that fits the data (padded, never past :data:`GATE_RANGE`)."""
+    values = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in gates])
+    if values.size == 0:
+        return GATE_RANGE
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.01, 0.06 * (high - low))
+    return max(GATE_RANGE[0], low - pad), min(GATE_RANGE[1], high + pad)
+
+
+def zoom_menu(zoomed: tuple[float, float], axes: tuple[str, ...]) -> list[dict]:
+    """Two buttons above a chart: the gate axes fitted to the data (default) or the full 0-1 frame."""
+    def args(r):
+        return [{f"{a}.range": list(r) for a in axes}]
+
+    # Plotly fills the active button near-white (#F4FAFF) whatever the theme: light buttons with dark text
+    # read on a light and a dark page alike.
+    return [dict(type="buttons", direction="right", showactive=True, active=0, x=1.0, xanchor="right",
+                 y=1.13, yanchor="bottom", pad=dict(t=0, r=0), font=dict(size=11, color="#1f2328"),
+                 bgcolor="#d0d7de", bordercolor="#8c959f",
+                 buttons=[dict(label="Zoom to the gates", method="relayout", args=args(zoomed)),
+                          dict(label="Full 0–1", method="relayout", args=args(GATE_RANGE))])]
 
 
 def channel_from_selection(event: Mapping[str, Any] | None, n_channels: int) -> int | None:
@@ -105,9 +131,11 @@ def gates_figure(e, k: int, order_name: str) -> go.Figure:
                       row=1, col=1)
     fig.add_trace(go.Scatter(x=xs, y=xm[order], mode="markers", name="mutual x_m", customdata=custom,
                              marker=dict(color=NEUTRAL, size=3), hovertemplate=_HOVER), row=2, col=1)
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
-    fig.update_yaxes(title_text="gate g", range=list(GATE_RANGE), row=1, col=1)
+    zoom = gate_zoom_range(g1, g2)
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+                      updatemenus=zoom_menu(zoom, ("yaxis",)))
+    fig.update_yaxes(title_text="gate g", range=list(zoom), row=1, col=1)
     fig.update_yaxes(title_text="x_m", nticks=4, zeroline=True, row=2, col=1)
     fig.update_xaxes(title_text=f"position ({order_name})", row=2, col=1)
     return fig
@@ -127,10 +155,11 @@ def scatter_figure(e, k: int) -> go.Figure:
     fig.add_trace(go.Scatter(x=g1[top], y=g2[top], mode="markers", name="top-k of g₁ or g₂",
                              customdata=custom[top], hovertemplate=_HOVER, cliponaxis=False,
                              marker=dict(color=HIGHLIGHT, size=10, line=dict(color=OUTLINE, width=1))))
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=50, b=10), clickmode="event+select",
+    zoom = gate_zoom_range(g1, g2)
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
-                      xaxis=dict(title="g₁ (A)", range=list(GATE_RANGE)),
-                      yaxis=dict(title="g₂ (B)", range=list(GATE_RANGE)))
+                      xaxis=dict(title="g₁ (A)", range=list(zoom)), yaxis=dict(title="g₂ (B)", range=list(zoom)),
+                      updatemenus=zoom_menu(zoom, ("xaxis", "yaxis")))
     return fig
 
 
@@ -167,12 +196,19 @@ def draw(ctx: Context) -> None:
                             on_select=lambda key=key: _select_channel(key, d))
     tops = "; ".join(f"{sym}: " + ", ".join(f"#{int(c)}" for c in np.asarray(order)[: s.k])
                      for sym, order in (("g₁", e.gate_order1), ("g₂", e.gate_order2)))
+    facts = pair_facts(e)
+    low, high = gate_zoom_range(e.gate1, e.gate2)
+    ties = (" Gates round to exactly 1 in float32 above z ≈ 17; on this pair "
+            + ", ".join(f"{facts.image(i).top_tied} channels of {t} tie at the top gate"
+                        for t, i in (("A", 1), ("B", 2)) if facts.image(i).top_tied > 1)
+            + ", so ties are ranked by z (in the hover).") if facts.any_tied else ""
     left.caption(f"Gates g = σ(z), z = x_m ⊙ x, over all {d} channels as dots (top), the mutual vector x_m "
-                 f"below. Diamonds: the top-{s.k} channels of each gate ({tops}). Gates "
-                 "round to exactly 1 in float32 above z ≈ 17, so ties are ranked by z (in the hover). "
-                 "Click a dot to inspect that channel.")
+                 f"below. Diamonds: the top-{s.k} channels of each gate ({tops}).{ties} The gate axis is zoomed "
+                 f"to this pair's gates ({low:.2f}–{high:.2f}); **Full 0–1** above the chart shows the whole "
+                 "range. Click a dot to inspect that channel.")
     right.caption(f"Each dot is a channel. Off the diagonal: channels one image gates much more than the "
-                  f"other. Red: in the top-{s.k} of g₁ or g₂. " + half_gate_caption(e))
+                  f"other. Red: in the top-{s.k} of g₁ or g₂. Mean |g₁ − g₂| = {facts.first_order.mean_abs_gate_diff:.3g}."
+                  + (" " + half_gate_caption(e) if facts.any_half else ""))
     _channel_inspector(ctx)
 
 
@@ -223,8 +259,13 @@ def _draw_inspector(ctx: Context) -> None:
                     f"z₂ = x_m·x₂ = **{z2:.3f}**")
         rank1 = int(np.flatnonzero(np.asarray(e.gate_order1) == channel)[0]) + 1
         rank2 = int(np.flatnonzero(np.asarray(e.gate_order2) == channel)[0]) + 1
-        st.caption(f"g = σ(z); z = x_m·x ranks tied gates (σ rounds to exactly 1 above z ≈ 17). Rank {rank1} of "
+        tied = g1[channel] == 1.0 or g2[channel] == 1.0
+        st.caption("g = σ(z)" + ("; this gate rounds to exactly 1 (σ does above z ≈ 17), so z ranks it among the "
+                                 "tied gates" if tied else "") + f". Rank {rank1} of "
                    f"{d} in g₁, {rank2} of {d} in g₂ (the explanation's ranking).")
+        from app.tabs import whatif
+
+        whatif.gate_buttons(int(channel), "inspector")
     with right:
         if channel not in available:
             st.info(f"Channel {channel} is outside the top-{config.K_MAX} of both gates, whose maps the "

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from apinet.explain.facts import pair_facts
+
+from app.numbers import margin_text, signed_sig
 from app.tabs.common import Context, class_name, latex_text
 
 __all__ = ["draw"]
@@ -44,9 +47,18 @@ def draw(ctx: Context) -> None:
         else:
             head = rf"\text{{top gate }} g_{i}[{top}] = {g[top]:.3f}"
         st.latex(rf"g_{i} = \sigma(x_m \odot x_{i}),\ \overline{{g_{i}}} = {g.mean():.3f},\ " + head)
+    facts = pair_facts(e)
+    if by_act:
+        why = "g·x, the channel's share of the gated residual."
+    elif facts.any_tied:
+        tied = ", ".join(f"{facts.image(i).top_tied} on {t}" for t, i in (("A", 1), ("B", 2))
+                         if facts.image(i).top_tied > 1)
+        why = (f"by z = x_m ⊙ x, because on this pair several channels share the top gate ({tied}): float32 "
+               "gates round to exactly 1.0 above z ≈ 17.")
+    else:
+        why = "the highest gate (no ties on this pair)."
     st.caption("The top channel is the first of the explanation's own ranking (the Top-k tab's first channel): "
-               + ("g·x, the channel's share of the gated residual." if by_act else
-                  "by z = x_m ⊙ x, since float32 gates round to exactly 1.0 above z ≈ 17 and many tie there."))
+               + why)
 
     st.markdown("**④ Attentive features.** Each image is highlighted by its own gate (self) and by the "
                 "other image's gate (other).")
@@ -69,10 +81,36 @@ def draw(ctx: Context) -> None:
              rf"\max(0,\ p_2^{{other}} - p_2^{{self}} + \epsilon) = {e.rank_term1:.3f} + {e.rank_term2:.3f} "
              rf"= {e.rank_term1 + e.rank_term2:.3f}")
     if "1_contrast" in e.exact_cams:
-        gap = e.exact_cams["1_contrast"].reconstructed()
+        gap = facts.image1.logit_gap  # = the contrast map's mean (exact maps: checked when explained)
         st.markdown(f"On this pair, A's contrast map (tab *Exact maps*) averages logit_self − logit_other = "
-                    f"{gap:+.3f} (p_self − p_other = {e.p_self1 - e.p_other1:+.3f}): where it is positive, A's own "
+                    f"{signed_sig(gap)} (p_self − p_other = {signed_sig(e.p_self1 - e.p_other1)}): where it is "
+                    "positive, A's own "
                     "gate raises its class score more than B's gate would — the gap the ranking loss widens.")
+    _first_order(e, facts)
     st.caption("At test time API-Net classifies each image alone (x → classifier, no pairing), as in the "
                "paper; the pairing explains *what the network learned to compare*.")
 
+
+
+def _first_order(e, facts) -> None:
+    """Why an intra pair can hardly rank itself, with this pair's numbers (apinet.explain.facts)."""
+    fo, f1 = facts.first_order, facts.image1
+    st.markdown("**⑦ Why similar images can hardly rank themselves.** Both gates come from the same mutual "
+                "vector; they differ only because the two feature vectors differ. To first order:")
+    st.latex(r"g_1 - g_2 \approx \sigma'(z) \cdot x_m \odot (x_1 - x_2)")
+    st.markdown(
+        f"In words: the gate difference is the feature difference, scaled by the mutual vector and by the "
+        f"sigmoid's slope (at most 0.25). On this pair the features differ by **{fo.mean_abs_feature_diff:.3g}** "
+        f"per channel on average ({fo.relative_feature_diff:.1%} of their length), the slope averages "
+        f"{fo.mean_slope:.3g} and |x_m| {fo.mean_abs_mutual:.3g}, so the gates differ by "
+        f"**{fo.mean_abs_gate_diff:.3g}** per channel (first-order estimate {fo.mean_abs_first_order:.3g}). "
+        f"A's own gate and B's gate therefore move A's target logit by different amounts: "
+        f"logit_self − logit_other = **{signed_sig(f1.logit_gap)}**, p_self − p_other = "
+        f"**{signed_sig(f1.score_gap)}**, ranking-loss term {margin_text(f1)}.")
+    if facts.intra:
+        st.caption("This is an intra pair: two images of one class have similar features, so their gates are "
+                   "similar, and neither image's own gate can do much better for it than its partner's. "
+                   "Training cannot fix that; the ranking loss acts mostly through inter pairs.")
+    else:
+        st.caption("This is an inter pair: the features differ more, so the gates can differ more. Compare an "
+                   "intra pair (button “Strongest intra pair”) to see the gates come together.")
