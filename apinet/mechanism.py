@@ -122,3 +122,62 @@ def interaction_statistics(model: torch.nn.Module, pooled: Tensor, maps: Tensor,
         gate_open=float((g > 0.999).float().mean()), gate_closed=float((g < 0.001).float().mean()),
         top_map_correlation=float(np.nanmean(correlations)), k=k,
     )
+
+
+# --- mechanism strength of individual pairs (issue #22: find pairs where the mechanism shows) ------
+
+__all__ += ["PAIR_STRENGTH_MEASURES", "PairStrength", "pair_strength", "rank_pairs"]
+
+#: The measures :func:`rank_pairs` can rank by (fields of :class:`PairStrength`).
+PAIR_STRENGTH_MEASURES = ("gate_gap", "logit_gap", "self_minus_other")
+
+
+@dataclass(frozen=True)
+class PairStrength:
+    """How visibly the interaction acts on each of N pairs (x1[n], x2[n]); NumPy arrays ``[N]``."""
+
+    gate_gap: np.ndarray  # mean over channels of |g1 - g2|
+    logit_gap: np.ndarray  # logit_self(c1) - logit_other(c1) of image 1 (pair head, eval mode)
+    self_minus_other: np.ndarray  # p_self(c1) - p_other(c1)
+
+    def __len__(self) -> int:
+        return int(self.gate_gap.shape[0])
+
+
+@torch.no_grad()
+def pair_strength(model: torch.nn.Module, x1: Tensor, x2: Tensor, labels1: Tensor, *,
+                  batch_size: int = 1024) -> PairStrength:
+    """Mechanism strength of N pairs from pooled features ``x1, x2: [N, D]``; ``labels1 [N]`` is the
+    class c1 image 1's scores are read at (its true or predicted class). The model must be in eval
+    mode (dropout off), as for :func:`interaction_statistics`."""
+    if model.training:
+        raise ValueError("pair strength needs the model in eval mode (dropout off)")
+    if x1.shape != x2.shape or x1.ndim != 2:
+        raise ValueError(f"x1 and x2 must both be [N, D], got {tuple(x1.shape)} and {tuple(x2.shape)}")
+    labels1 = torch.as_tensor(labels1).long().reshape(-1)
+    if labels1.numel() != x1.shape[0]:
+        raise ValueError(f"{labels1.numel()} labels for {x1.shape[0]} pairs")
+    device = next(model.parameters()).device
+    gaps, logit_gaps, diffs = [], [], []
+    for start in range(0, x1.shape[0], batch_size):
+        a = x1[start:start + batch_size].to(device, torch.float32)
+        b = x2[start:start + batch_size].to(device, torch.float32)
+        c = labels1[start:start + batch_size].to(device)[:, None]
+        out = model.interact(a, b)
+        gaps.append((out.gate1 - out.gate2).abs().mean(1))
+        logit_gaps.append((out.logits1_self.gather(1, c) - out.logits1_other.gather(1, c))[:, 0])
+        diffs.append((out.logits1_self.softmax(1).gather(1, c) - out.logits1_other.softmax(1).gather(1, c))[:, 0])
+
+    def cat(parts: list[Tensor]) -> np.ndarray:
+        return (torch.cat(parts) if parts else torch.zeros(0)).double().cpu().numpy()
+
+    return PairStrength(gate_gap=cat(gaps), logit_gap=cat(logit_gaps), self_minus_other=cat(diffs))
+
+
+def rank_pairs(strength: PairStrength, by: str = "gate_gap") -> np.ndarray:
+    """Indices of the pairs, strongest first by ``by`` (one of :data:`PAIR_STRENGTH_MEASURES`; larger
+    is stronger, so a negative logit gap ranks last); ties keep the lower index first."""
+    if by not in PAIR_STRENGTH_MEASURES:
+        raise ValueError(f"unknown pair-strength measure {by!r}; expected one of {list(PAIR_STRENGTH_MEASURES)}")
+    values = np.asarray(getattr(strength, by), dtype=np.float64)
+    return np.argsort(-values, kind="stable").astype(np.int64)
