@@ -88,6 +88,10 @@ PARAMS: tuple[Param, ...] = (
     Param("tb", _int_in(0, 1 << 20)),
     Param("layer", str),  # CAM layer (a trunk stage)
     Param("clip", _percentile, lambda v: f"{float(v):g}"),
+    # issue #23: the dataset atlas, the Dataset tab's sub-view and the map's colouring
+    Param("atlas", str),
+    Param("dview", str),
+    Param("dcolour", str),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 

@@ -1,0 +1,199 @@
+"""Which atlas the app opens, and the atlas as the pair picker's image source.
+
+An atlas (``python -m apinet atlas``) is found three ways, first match first: ``APINET_ATLAS_DIR``,
+the shipped default ``assets/atlas`` (the SynthBirds test split of the demo checkpoints), and every
+atlas folder one or two levels under the runs folder. The one opened is the one the sidebar names
+(or a link's ``atlas=``), else the first whose checkpoints are the ones loaded. An atlas made with
+other weights than the loaded checkpoints is refused in one line, and the app falls back to the
+gallery. Only the open atlas is held in memory (its table without thumbnails; features memory-mapped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app import config
+
+__all__ = ["AtlasChoice", "AtlasGallery", "ATLAS_KEY", "choose_atlas", "discover_atlases", "open_atlas"]
+
+#: session_state key (and URL parameter) of the atlas chosen in the sidebar.
+ATLAS_KEY = "atlas"
+NO_ATLAS = "none"
+#: Most images the Image A / Image B selectors list; the Dataset view's picker searches all of them.
+MAX_SELECTOR_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class AtlasEntry:
+    label: str  # what the sidebar shows: "default", "env", or the folder under runs/
+    folder: str
+    apinet_sha: str | None
+    baseline_sha: str | None
+    images: int
+
+
+def default_atlas_dir() -> Path:
+    return config.REPO_ROOT / "assets" / "atlas"
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def discover_atlases(env_dir: str, default_dir: str, runs_dir: str) -> list[AtlasEntry]:
+    """Every complete atlas the app can open (manifest readable), in the order of the module docstring."""
+    from apinet.atlas import AtlasError, read_manifest
+
+    found: list[AtlasEntry] = []
+    seen: set[str] = set()
+    runs = Path(runs_dir)
+    candidates = [(env_dir, "APINET_ATLAS_DIR")] if env_dir else []
+    candidates.append((default_dir, "demo: SynthBirds test split"))
+    if runs.is_dir():
+        for manifest in sorted([*runs.glob("*/manifest.json"), *runs.glob("*/*/manifest.json")]):
+            candidates.append((str(manifest.parent), f"runs/{manifest.parent.relative_to(runs)}"))
+    for folder, label in candidates:
+        real = os.path.realpath(folder)
+        if real in seen or not Path(folder, "manifest.json").is_file():
+            continue
+        seen.add(real)
+        try:
+            manifest = read_manifest(folder)
+        except AtlasError:
+            continue
+        shas = {m: (manifest.get("checkpoints", {}).get(m) or {}).get("sha256") for m in ("apinet", "baseline")}
+        found.append(AtlasEntry(f"{label} ({manifest.get('images')} images)", folder, shas["apinet"], shas["baseline"],
+                                int(manifest.get("images") or 0)))
+    return found
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def open_atlas(folder: str, manifest_mtime: float):
+    """The atlas in ``folder``, opened once per process (``manifest_mtime`` reloads a rebuilt one)."""
+    from apinet.atlas import Atlas
+
+    del manifest_mtime
+    return Atlas.open(folder)
+
+
+@dataclass
+class AtlasChoice:
+    atlas: object | None  # apinet.atlas.Atlas
+    entries: list[AtlasEntry]
+    label: str  # the sidebar value
+    refused: str = ""  # one line: why the chosen atlas is not shown
+
+
+def choose_atlas(apinet_sha: str, baseline_sha: str | None) -> AtlasChoice:
+    """The atlas to open for these checkpoints (see the module docstring); never raises."""
+    from apinet.atlas import AtlasError
+
+    paths = config.paths_from_env()
+    env_dir = os.environ.get("APINET_ATLAS_DIR", "").strip()
+    entries = discover_atlases(env_dir, str(default_atlas_dir()), str(paths.runs))
+    labels = [e.label for e in entries]
+    wanted = st.session_state.get(ATLAS_KEY)
+    if wanted is None and ATLAS_KEY in st.query_params and not st.session_state.get("_url_loaded"):
+        wanted = st.query_params[ATLAS_KEY]
+    if wanted == "auto":
+        wanted = None
+    if wanted == NO_ATLAS:
+        return AtlasChoice(None, entries, NO_ATLAS)
+    entry = next((e for e in entries if e.label == wanted), None)
+    if entry is None and env_dir:
+        entry = next((e for e in entries if os.path.realpath(e.folder) == os.path.realpath(env_dir)), None)
+        if entry is None:
+            return AtlasChoice(None, entries, NO_ATLAS, f"APINET_ATLAS_DIR {env_dir}: not a complete atlas (no readable "
+                                                        "manifest.json); build one with `python -m apinet atlas`")
+    if entry is None:  # automatic: the first atlas of exactly these checkpoints
+        entry = next((e for e in entries if e.apinet_sha == apinet_sha
+                      and (baseline_sha is None or e.baseline_sha == baseline_sha)), None)
+        if entry is None:
+            return AtlasChoice(None, entries, NO_ATLAS)
+    try:
+        atlas = open_atlas(entry.folder, Path(entry.folder, "manifest.json").stat().st_mtime)
+        atlas.check_checkpoints(apinet_sha, baseline_sha)
+    except (AtlasError, OSError) as exc:
+        return AtlasChoice(None, entries, entry.label if entry.label in labels else NO_ATLAS, " ".join(str(exc).split()))
+    return AtlasChoice(atlas, entries, entry.label)
+
+
+# ----------------------------------------------------------------------------------------------
+# The atlas as the picker's gallery (duck-types app.resources.Gallery; image bytes read lazily)
+# ----------------------------------------------------------------------------------------------
+
+
+class AtlasItem:
+    """One atlas image as the picker sees it: its bytes are read (or rendered) on first use."""
+
+    __slots__ = ("_atlas", "row", "id", "label", "class_name", "_data")
+
+    def __init__(self, atlas, row: int, item_id: str, label: int, class_name: str) -> None:
+        self._atlas, self.row, self.id, self.label, self.class_name = atlas, row, item_id, label, class_name
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self._atlas.image_bytes(self.row)
+        return self._data
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class AtlasGallery:
+    atlas: object  # apinet.atlas.Atlas
+    note: str = ""
+    classes: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.classes = list(self.atlas.class_names)
+
+    @property
+    def source(self) -> str:
+        data = self.atlas.manifest.get("data", {})
+        return f"Atlas of {data.get('spec', '?')} ({data.get('split', '?')} split)"
+
+    @cached_property
+    def items(self) -> list[AtlasItem]:
+        a = self.atlas
+        ids, labels, names = a.column("id"), a.labels, a.column("class_name")
+        return [AtlasItem(a, i, str(ids[i]), int(labels[i]), str(names[i])) for i in range(len(a))]
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(i) for i in self.atlas.column("id")]
+
+    def get(self, item_id: str) -> AtlasItem | None:
+        row = self.atlas.index_of.get(item_id)
+        return None if row is None else self.items[row]
+
+    def of_class(self, label: int) -> list[AtlasItem]:
+        return [self.items[r] for r in np.flatnonzero(self.atlas.labels == label)]
+
+    @property
+    def key(self) -> str:
+        return str(self.atlas.manifest.get("files_sha256", {}).get("atlas.parquet", ""))[:16]
+
+    @cached_property
+    def bank(self) -> np.ndarray:
+        """API-Net's pooled features of every row ``[N, D]`` float32 (the picker's partner bank)."""
+        return np.asarray(self.atlas.features("apinet"), dtype=np.float32)
+
+
+class AtlasRefs:
+    """The refs an atlas offers, as a container: ``ref in refs`` without listing 100,000 of them."""
+
+    def __init__(self, gallery: AtlasGallery, prefix: str, extra: list[str]) -> None:
+        self.gallery, self.prefix, self.extra = gallery, prefix, extra
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, str) and (ref in self.extra or (
+            ref.startswith(self.prefix) and ref[len(self.prefix):] in self.gallery.atlas.index_of))
