@@ -80,12 +80,24 @@ def mining_labels(atlas: Atlas) -> np.ndarray:
 
 
 def nearest_partners(atlas: Atlas, row: int, model: str = "apinet") -> PartnerChoice:
-    """Row ``row``'s intra and inter partners among the labelled rows, computed now from the
-    memory-mapped features (the same answer as the stored ``intra`` / ``inter`` columns)."""
-    intra, inter, d_intra, d_inter = mine_partners(atlas.features(model), mining_labels(atlas), atlas.labelled,
-                                                   rows=np.array([row]))
-    return PartnerChoice(intra=int(intra[0]) if intra[0] >= 0 else None, inter=int(inter[0]) if inter[0] >= 0 else None,
-                         intra_distance=float(d_intra[0]), inter_distance=float(d_inter[0]))
+    """Row ``row``'s intra and inter partners among the labelled rows, computed now (the same answer
+    as the stored ``intra`` / ``inter`` columns, :func:`mine_partners`): one matrix-vector product
+    against the atlas's in-memory bank, so it stays well under a second at 100,000 images."""
+    x, sq = atlas.bank(model)
+    labels = atlas.memo.get("mining_labels")
+    if labels is None:
+        labels = atlas.memo["mining_labels"] = mining_labels(atlas)
+    q = x[row]
+    dist = np.maximum(sq + float(q @ q) - 2.0 * (x @ q), 0.0)
+    dist[~atlas.labelled] = np.inf
+    same = labels == labels[row]
+    intra_d, inter_d = np.where(same, dist, np.inf), np.where(same, np.inf, dist)
+    intra_d[row] = np.inf
+    i, j = int(np.argmin(intra_d)), int(np.argmin(inter_d))  # argmin: lowest index on ties
+    ok_i, ok_j = np.isfinite(intra_d[i]), np.isfinite(inter_d[j])
+    return PartnerChoice(intra=i if ok_i else None, inter=j if ok_j else None,
+                         intra_distance=float(intra_d[i]) if ok_i else float("nan"),
+                         inter_distance=float(inter_d[j]) if ok_j else float("nan"))
 
 
 def filter_rows(atlas: Atlas, *, classes: list[int] | None = None, text: str = "", correct: dict[str, bool] | None = None,

@@ -71,6 +71,9 @@ class Atlas:
     folder: Path
     manifest: dict[str, Any]
     columns: dict[str, np.ndarray] = field(repr=False)
+    #: Derived arrays memoised for the life of this object (the bank of partner queries, a map's points);
+    #: an atlas is read-only, so they never go stale.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, folder: str | os.PathLike) -> "Atlas":
@@ -136,6 +139,15 @@ class Atlas:
     @cached_property
     def xy(self) -> np.ndarray:
         return np.stack([self.columns["x"], self.columns["y"]], axis=1).astype(np.float32)
+
+    def bank(self, model: str = "apinet") -> tuple[np.ndarray, np.ndarray]:
+        """``(features [N, D] float32, squared norms [N])`` in memory, made once: a partner query is
+        then one matrix-vector product (4 bytes x N x D; 128 MB at 100,000 x 320)."""
+        key = f"bank:{model}"
+        if key not in self.memo:
+            x = np.asarray(self.features(model), dtype=np.float32)
+            self.memo[key] = (x, np.einsum("nd,nd->n", x, x))
+        return self.memo[key]
 
     def features(self, model: str = "apinet") -> np.ndarray:
         """``[N, D]`` float16, memory-mapped (pages load as rows are touched)."""
@@ -214,7 +226,7 @@ def _to_numpy(column) -> np.ndarray:
         flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return np.asarray(flat).reshape(len(column), column.type.list_size)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return np.asarray(column.to_pylist(), dtype=object)
+        return column.to_numpy(zero_copy_only=False).astype(object)
     return column.to_numpy()
 
 
