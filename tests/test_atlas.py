@@ -269,3 +269,20 @@ def test_torchrun_shards_chunks_across_ranks_and_matches_one_process(tmp_path, c
     np.testing.assert_array_equal(ddp.column("apinet_pred"), one.column("apinet_pred"))
     np.testing.assert_array_equal(ddp.features("baseline"), one.features("baseline"))
     np.testing.assert_array_equal(ddp.column("intra"), one.column("intra"))
+
+
+def test_gallery_json_converts_by_class_name_not_by_label_number(tmp_path, ckpts):
+    # the case: a 5-class gallery labelled 0-4, whose label numbers mean nothing to the checkpoints
+    data = SynthBirds(split="test", image_size=64)
+    chosen = [5, 11, 2, 19, 7]  # Streaked Warbler first
+    entries, gallery = [], tmp_path / "gallery"
+    gallery.mkdir()
+    for label, c in enumerate(chosen):
+        data.load_pil(c).save(gallery / f"img_{label}.png")
+        entries.append({"file": f"img_{label}.png", "label": label, "class_name": NAMES[c]})
+    (gallery / "gallery.json").write_text(json.dumps({"images": entries, "classes": [NAMES[c] for c in chosen]}))
+    _build(gallery / "gallery.json", ckpts, tmp_path / "atlas")
+    atlas = Atlas.open(tmp_path / "atlas")
+    got = {i: NAMES[l] for i, l in zip(atlas.column("id"), atlas.labels)}
+    assert got == {f"img_{k}.png": NAMES[c] for k, c in enumerate(chosen)}
+    assert got["img_0.png"] == "Streaked Warbler"

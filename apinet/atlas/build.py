@@ -60,9 +60,11 @@ def resolve_data_spec(data: str) -> str:
     (CUB-200-2011, FGVC-Aircraft, Stanford Cars, else an image folder with one sub-folder per class)."""
     text = data.strip()
     kind = text.partition(":")[0].lower()
-    if kind in ("synthbirds", "cub", "folder", "aircraft", "cars") and not Path(text).exists():
+    if kind in ("synthbirds", "cub", "folder", "aircraft", "cars", "gallery") and not Path(text).exists():
         return text
     root = Path(text).expanduser()
+    if root.is_file() and root.suffix.lower() == ".json":  # an app gallery.json: converted by name
+        return f"gallery:{root}"
     if not root.is_dir():
         raise UserError(f"--data {data}: not a dataset spec (synthbirds, cub:PATH, folder:PATH, aircraft:PATH, "
                         f"cars:PATH) nor an existing folder")
@@ -112,6 +114,8 @@ def _dataset(spec: str, split: str, image_size: int | None):
     from ..data import DatasetError, build_dataset, split_options
 
     kind = spec.partition(":")[0].lower()
+    if kind == "gallery":
+        return _gallery_dataset(Path(spec.partition(":")[2]))
     try:
         if kind == "folder":
             from ..data.folder import SPLIT_FOLDERS
@@ -124,6 +128,40 @@ def _dataset(spec: str, split: str, image_size: int | None):
         return build_dataset(spec, split, None, **split_options(spec, split, image_size=image_size))
     except DatasetError as exc:
         raise UserError(str(exc)) from None
+
+
+def _gallery_dataset(manifest: Path):
+    """The images of an app ``gallery.json`` (the format this atlas retires), classes by their names.
+
+    Each entry's ``class_name`` (else ``classes[label]``) is its class: the numbers are never trusted
+    as the checkpoint's class indices. Files outside the gallery folder are refused.
+    """
+    from ..data.base import FileImageDataset
+
+    try:
+        meta = json.loads(manifest.read_text())
+        classes, entries = list(meta.get("classes") or []), list(meta["images"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{manifest}: not a readable gallery.json ({exc})") from None
+    root = manifest.parent.resolve()
+    names, paths = [], []
+    for entry in entries:
+        try:
+            name = entry.get("class_name")
+            if name is None:
+                name = classes[int(entry["label"])]
+            path = (root / str(entry["file"])).resolve()
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise UserError(f"{manifest}: an entry without a class name or file: {str(entry)[:80]}") from None
+        if root not in path.parents:
+            raise UserError(f"{manifest}: {entry['file']} is outside the gallery folder")
+        names.append(str(name))
+        paths.append(path)
+    unique = sorted(set(names))
+    dataset = FileImageDataset(name=f"gallery:{manifest}", paths=paths, labels=[unique.index(n) for n in names],
+                               classes=unique)
+    dataset.root = root
+    return dataset
 
 
 def dataset_items(dataset, spec: str, split: str, checkpoint_names: list[str], *, unlabelled: bool) -> list[AtlasItem]:
@@ -247,8 +285,9 @@ def build_atlas(data: str, checkpoint: str | Path, baseline: str | Path, out: st
 
     out = Path(out)
     spec = resolve_data_spec(data)
+    data_root = Path(spec.partition(":")[2]).parent if spec.startswith("gallery:") else dataset_root(spec)
     refuse_overwriting_inputs({"--out": out}, {"--checkpoint": checkpoint_files(checkpoint),
-                                               "--baseline": checkpoint_files(baseline), "--data": dataset_root(spec)},
+                                               "--baseline": checkpoint_files(baseline), "--data": data_root},
                               folders=["--out"])
     info = init_distributed(device)
     run_device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
