@@ -182,10 +182,48 @@ class AtlasGallery:
     def key(self) -> str:
         return str(self.atlas.manifest.get("files_sha256", {}).get("atlas.parquet", ""))[:16]
 
-    @cached_property
+    def partners(self, loaded, data: bytes, item_id: str | None):
+        """The paper's partners of image A among the atlas's labelled images: A's stored row, or an
+        upload's features (computed now) mined as its predicted class."""
+        import torch
+
+        from apinet.atlas import nearest_partners
+        from app import resources
+
+        atlas = self.atlas
+        row = atlas.index_of.get(item_id) if item_id is not None else None
+        if row is not None:
+            choice = nearest_partners(atlas, row)
+            label, predicted = int(atlas.labels[row]), bool(atlas.labels[row] < 0)
+            if predicted:
+                label = int(atlas.predictions("apinet")[row])
+        else:
+            feature = resources._pooled_features(loaded, [resources._decode(data)])
+            with torch.inference_mode():
+                label = int(loaded.model.forward_head(torch.from_numpy(feature)).argmax(1))
+            predicted = True
+            x, sq = atlas.bank("apinet")
+            q = feature[0].astype(np.float32)
+            dist = np.maximum(sq + float(q @ q) - 2.0 * (x @ q), 0.0)
+            dist[~atlas.labelled] = np.inf
+            same = atlas.labels == label
+            intra_d, inter_d = np.where(same, dist, np.inf), np.where(same, np.inf, dist)
+            i, j = int(np.argmin(intra_d)), int(np.argmin(inter_d))
+            from apinet.pairs import PartnerChoice
+
+            choice = PartnerChoice(i if np.isfinite(intra_d[i]) else None, j if np.isfinite(inter_d[j]) else None,
+                                   float(intra_d[i]), float(inter_d[j]))
+        ids = atlas.column("id")
+        return resources.Partners(
+            label=label, label_is_prediction=predicted,
+            intra=str(ids[choice.intra]) if choice.intra is not None else None,
+            inter=str(ids[choice.inter]) if choice.inter is not None else None,
+            intra_distance=choice.intra_distance, inter_distance=choice.inter_distance)
+
+    @property
     def bank(self) -> np.ndarray:
-        """API-Net's pooled features of every row ``[N, D]`` float32 (the picker's partner bank)."""
-        return np.asarray(self.atlas.features("apinet"), dtype=np.float32)
+        """API-Net's pooled features of every row ``[N, D]`` float32 (made once per atlas)."""
+        return self.atlas.bank("apinet")[0]
 
 
 class AtlasRefs:

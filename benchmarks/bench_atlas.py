@@ -178,7 +178,7 @@ _DRAWN = """() => { const d = document.querySelector('.js-plotly-plot');
   return !!(d && d._fullData && d._fullData.length && d.querySelector('canvas') && d._fullLayout); }"""
 
 
-def browser(atlas_dir: Path, repeats: int) -> None:
+def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
     import shutil
 
     from playwright.sync_api import sync_playwright
@@ -187,8 +187,12 @@ def browser(atlas_dir: Path, repeats: int) -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     with sync_playwright() as pw:
         chrome = pw.chromium.launch(executable_path=shutil.which("chromium"))
-        for mode in ("bare", "lod", "plain"):
-            proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode})
+        for mode in modes:
+            points = None
+            if mode.startswith("lod"):  # lod or lod:POINTS
+                mode, _, points = mode.partition(":")
+            extra = {"APINET_ATLAS_MAP_POINTS": points} if points else {}
+            proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode, **extra})
             try:
                 drawn, clicks = [], []
                 for _ in range(repeats):
@@ -219,7 +223,7 @@ def browser(atlas_dir: Path, repeats: int) -> None:
                     except Exception:  # noqa: BLE001 - a click that hit no point is reported, not fatal
                         clicks.append(float("nan"))
                     page.close()
-                print(f"{mode}: map drawn {statistics.median(drawn):.2f} s median (all: "
+                print(f"{mode}{':' + points if points else ''}: map drawn {statistics.median(drawn):.2f} s median (all: "
                       f"{', '.join(f'{d:.2f}' for d in drawn)}); click to new A drawn "
                       f"{', '.join(f'{c:.2f}' for c in clicks) or '-'} s")
             finally:
@@ -295,6 +299,8 @@ def main() -> None:
     p = sub.add_parser("browser")
     p.add_argument("--atlas", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--modes", default="bare,tiny,lod,lod:5000,plain",
+                   help="bare page, ten-point chart, the app's map (lod[:POINTS]), one plain trace of every image")
     p = sub.add_parser("build")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
@@ -308,7 +314,7 @@ def main() -> None:
     elif args.cmd == "server":
         server(args.atlas, args.repeats)
     elif args.cmd == "browser":
-        browser(args.atlas, args.repeats)
+        browser(args.atlas, args.repeats, args.modes.split(","))
     else:
         build(args.images, args.threads, args.workers, args.batch_size)
 

@@ -171,3 +171,16 @@ def test_without_an_atlas_of_these_checkpoints_the_tab_says_how_to_build_one(env
     assert not at.error
     _open_dataset(at)
     assert any("python -m apinet atlas" in c.value for c in at.code)
+
+
+@pytest.mark.slow
+def test_partner_buttons_use_the_atlas_partners(atlas_dir, monkeypatch, env):
+    atlas = _atlas(atlas_dir)
+    at = _app(atlas_dir, monkeypatch, env).run()
+    a = atlas.index_of[at.session_state.a[2:]]
+    at.button(key="btn_inter").click().run()
+    _ok(at)
+    assert at.session_state.b == "g:" + atlas.column("id")[atlas.column("inter")[a]]
+    at.button(key="btn_intra").click().run()
+    _ok(at)
+    assert at.session_state.b == "g:" + atlas.column("id")[atlas.column("intra")[a]]

@@ -464,7 +464,8 @@ def _finish(out: Path, items, chunks, models, cards, plan, class_names, checkpoi
         bad.extend(json.loads((chunk_dir / f"{start:09d}.bad.json").read_text()))
         for m in MODELS:
             feats[m].append(np.load(chunk_dir / f"{start:09d}.{m}.npy", allow_pickle=False))
-    features = {m: np.concatenate(feats[m]) for m in MODELS}
+    # a chunk of only unreadable images stored a [0, 0] array
+    features = {m: np.concatenate([f for f in feats[m] if f.shape[0]] or [np.zeros((0, 0), np.float16)]) for m in MODELS}
     labels = np.concatenate([t.column("label").to_numpy() for t in tables]).astype(np.int64) if tables else np.zeros(0, np.int64)
     n = len(labels)
     x32 = {m: torch.from_numpy(features[m].astype(np.float32)) for m in MODELS}

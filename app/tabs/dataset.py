@@ -21,8 +21,15 @@ VIEWS = {"map": "Map", "confusion": "Confusion", "disagree": "Disagreements", "p
 #: Map colourings (the ``dcolour`` value of a link).
 COLOURS = {"class": "class", "apinet": "API-Net correct?", "baseline": "baseline correct?",
            "disagree": "models disagree?", "ood": "OOD score"}
-#: Most points the map draws; beyond it the rest of the atlas is a density layer under a sample.
-MAP_POINTS = 20_000
+def _map_points() -> int:
+    from app.resources import _env_int
+
+    return _env_int("APINET_ATLAS_MAP_POINTS", 20_000, 500, 1_000_000)
+
+
+#: Most points the map draws (``APINET_ATLAS_MAP_POINTS``, default 20,000); beyond it the rest of
+#: the atlas is a density layer under a fixed random sample.
+MAP_POINTS = _map_points()
 _NEXT = "_dmap_next"  # which slot the next map click sets
 
 
