@@ -24,10 +24,10 @@ COLOURS = {"class": "class", "apinet": "API-Net correct?", "baseline": "baseline
 def _map_points() -> int:
     from app.resources import _env_int
 
-    return _env_int("APINET_ATLAS_MAP_POINTS", 20_000, 500, 1_000_000)
+    return _env_int("APINET_ATLAS_MAP_POINTS", 10_000, 500, 1_000_000)
 
 
-#: Most points the map draws (``APINET_ATLAS_MAP_POINTS``, default 20,000); beyond it the rest of
+#: Most points the map draws (``APINET_ATLAS_MAP_POINTS``, default 10,000); beyond it the rest of
 #: the atlas is a density layer under a fixed random sample.
 MAP_POINTS = _map_points()
 _NEXT = "_dmap_next"  # which slot the next map click sets
