@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import streamlit as st
 
 from app import picker
@@ -82,7 +81,3 @@ def _cell(col, atlas, row: int, thumb: bytes, marks: dict[str, int], key: str) -
                   width="stretch", type="primary" if "A" in which else "secondary", help=f"Use {md(item_id)} as image A")
         cb.button("B", key=f"{key}_b_{row}", on_click=picker.set_image, args=("b", ref_of(atlas, row)),
                   width="stretch", type="primary" if "B" in which else "secondary", help=f"Use {md(item_id)} as image B")
-
-
-def page_rows(rows: np.ndarray, page: int, size: int) -> np.ndarray:
-    return rows[(page - 1) * size: page * size]

@@ -171,6 +171,7 @@ def test_without_an_atlas_of_these_checkpoints_the_tab_says_how_to_build_one(env
     assert not at.error
     _open_dataset(at)
     assert any("python -m apinet atlas" in c.value for c in at.code)
+    assert at.button(key="datlas_build").label.startswith("Build the demo atlas now")  # demo-named checkpoints
 
 
 @pytest.mark.slow
@@ -184,3 +185,19 @@ def test_partner_buttons_use_the_atlas_partners(atlas_dir, monkeypatch, env):
     at.button(key="btn_intra").click().run()
     _ok(at)
     assert at.session_state.b == "g:" + atlas.column("id")[atlas.column("intra")[a]]
+
+
+@pytest.mark.slow
+def test_demo_atlas_built_from_the_app_opens_on_the_next_run(env, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("APINET_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=600).run()
+    _open_dataset(at)
+    at.button(key="datlas_build").click().run()
+    _ok(at)
+    built = list((tmp_path / "runs").glob("atlas-demo-*/manifest.json"))
+    assert len(built) == 1
+    assert len(_atlas(built[0].parent)) == 800
+    assert at.session_state.a[2:].startswith("test/")  # the pair now comes from the new atlas
+    assert "800 images" in " ".join(c.value for c in at.caption)

@@ -271,12 +271,13 @@ def _check_plan(out: Path, plan: dict[str, Any]) -> None:
 def build_atlas(data: str, checkpoint: str | Path, baseline: str | Path, out: str | Path, *, split: str = "test",
                 unlabelled: bool = False, batch_size: int = 32, workers: int = 0, device: str = "cpu",
                 chunk_size: int = 512, thumbnail_size: int = 64, threads: int = 1, progress: bool = True,
-                limit: int | None = None) -> BuildResult:
+                limit: int | None = None, on_progress: Callable[[int, int], None] | None = None) -> BuildResult:
     """Compute an atlas of ``data`` (a spec or a folder, see :func:`resolve_data_spec`) into ``out``.
 
     Raises :class:`~apinet.errors.UserError` (one line) for unknown class names (unless
     ``unlabelled``), checkpoints that disagree on the class list, or an ``out`` holding another atlas.
-    ``limit`` keeps the first that many images (tests and benchmarks).
+    ``limit`` keeps the first that many images (tests and benchmarks). ``on_progress(done, total)``
+    is called after every batch (e.g. an app's progress bar), besides the tqdm bar of ``progress``.
     """
     from .._io import checkpoint_files, dataset_root, refuse_overwriting_inputs
     from ..checkpoint import CheckpointError, load_model
@@ -334,6 +335,7 @@ def build_atlas(data: str, checkpoint: str | Path, baseline: str | Path, out: st
     pending = [c for c in mine if not (chunk_dir / f"{c[0]:09d}.parquet").is_file()]
     built = _run_chunks(items, dataset, pending, models, preprocess, chunk_dir, batch_size=batch_size, workers=workers,
                         thumb_size=thumbnail_size, device=run_device, progress=progress and info.rank == 0,
+                        on_progress=on_progress,
                         class_count=len(class_names), threads=threads)
     barrier()
     if info.rank != 0:
@@ -343,7 +345,7 @@ def build_atlas(data: str, checkpoint: str | Path, baseline: str | Path, out: st
 
 
 def _run_chunks(items, dataset, pending, models, preprocess, chunk_dir: Path, *, batch_size, workers, thumb_size,
-                device, progress, class_count, threads) -> int:
+                device, progress, class_count, threads, on_progress=None) -> int:
     """Compute and write every pending chunk; returns how many images were computed."""
     if not pending:
         return 0
@@ -358,11 +360,15 @@ def _run_chunks(items, dataset, pending, models, preprocess, chunk_dir: Path, *,
     bounds = iter(pending)
     current = next(bounds)
     acc: list = []
+    done = 0
     for batch in loader:
         if batch[0][0] >= current[1]:
             raise AssertionError("chunk order broken")  # the sampler yields chunks in order
         acc.extend(_forward(batch, models, items, device, same, class_count))
         bar.update(len(batch))
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, total)
         if batch[-1][0] == current[1] - 1:
             _write_chunk(chunk_dir, current[0], acc)
             acc = []

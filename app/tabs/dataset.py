@@ -5,6 +5,8 @@ a click sets image A or B through a callback and never runs a trunk (only the pa
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import streamlit as st
 
@@ -41,6 +43,7 @@ def draw(ctx: Context) -> None:
                 + "Build one and reload (or set `APINET_ATLAS_DIR`):", icon=":material/dataset:")
         st.code("python -m apinet atlas --data synthbirds --split test --checkpoint CKPT.safetensors "
                 "--baseline BASELINE.safetensors --out runs/atlas-synthbirds-test", language="bash")
+        _offer_demo_build(ctx)
         return
     data = atlas.manifest.get("data", {})
     st.caption(f"Atlas of **{md(data.get('spec', '?'))}** ({md(data.get('split', '?'))} split): {len(atlas):,} images, "
@@ -60,6 +63,39 @@ def draw(ctx: Context) -> None:
         atlas_picker.draw_picker(atlas)
     else:
         _draw_map(atlas)
+
+
+_BUILD_LOCK = threading.Lock()  # one build per process, whatever the sessions click
+
+
+def _offer_demo_build(ctx: Context) -> None:
+    """With the SynthBirds demo checkpoints (whose shipped atlas is stale or missing), build their
+    atlas of the test split here, with a progress bar, into the runs folder: the app finds it next run."""
+    from app import atlas_source, config
+
+    card = (getattr(ctx.apinet, "path", "") or "")
+    if not card.endswith(config.DEMO_APINET) or ctx.baseline is None:
+        return
+    out = config.paths_from_env().runs / f"atlas-demo-{ctx.apinet.sha256[:12]}"
+    if not st.button("Build the demo atlas now (SynthBirds test split, 800 images; minutes on a CPU)",
+                     key="datlas_build", icon=":material/play_arrow:"):
+        return
+    from apinet.atlas import build_atlas
+
+    bar = st.progress(0.0, text="Building the atlas…")
+    if not _BUILD_LOCK.acquire(blocking=False):
+        st.info("Another session is building the atlas; reload in a few minutes.")
+        return
+    try:
+        build_atlas("synthbirds", ctx.apinet.path, ctx.baseline.path, out, split="test", progress=False, workers=0,
+                    on_progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done} of {total} images"))
+    except Exception as exc:  # noqa: BLE001 - a failed build is a message, never a broken page
+        st.error(f"The atlas build failed: {md(' '.join(str(exc).split())[:300])}")
+        return
+    finally:
+        _BUILD_LOCK.release()
+    atlas_source.discover_atlases.clear()
+    st.rerun()
 
 
 # ----------------------------------------------------------------------------------------------

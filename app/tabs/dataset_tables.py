@@ -116,8 +116,6 @@ def _pager(key: str, total: int) -> int:
 
 
 def _table(atlas, key: str, frame, rows: np.ndarray, on_pick) -> None:
-    import streamlit as st
-
     st.session_state.setdefault(_PAGE_ROWS_KEY, {})[key] = [int(r) for r in rows]
     config = {c: st.column_config.ImageColumn(c, width="small") for c in frame.columns if c.startswith("image")}
     st.dataframe(frame, key=key, on_select=lambda: on_pick(atlas, key), selection_mode="single-row", hide_index=True,
