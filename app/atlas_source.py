@@ -132,7 +132,7 @@ class AtlasItem:
 
     __slots__ = ("_atlas", "row", "id", "label", "class_name", "_data")
 
-    def __init__(self, atlas, row: int, item_id: str, label: int, class_name: str) -> None:
+    def __init__(self, atlas, row: int, item_id: str, label: int | None, class_name: str) -> None:
         self._atlas, self.row, self.id, self.label, self.class_name = atlas, row, item_id, label, class_name
         self._data: bytes | None = None
 
@@ -165,7 +165,10 @@ class AtlasGallery:
     def items(self) -> list[AtlasItem]:
         a = self.atlas
         ids, labels, names = a.column("id"), a.labels, a.column("class_name")
-        return [AtlasItem(a, i, str(ids[i]), int(labels[i]), str(names[i])) for i in range(len(a))]
+        # an unlabelled image (--unlabelled) has no label: the app treats it like an upload (its
+        # reference class is API-Net's prediction), never as class -1
+        return [AtlasItem(a, i, str(ids[i]), int(labels[i]), str(names[i])) if labels[i] >= 0
+                else AtlasItem(a, i, str(ids[i]), None, f"{names[i]} (unlabelled)") for i in range(len(a))]
 
     @property
     def ids(self) -> list[str]:

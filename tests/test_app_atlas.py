@@ -201,3 +201,22 @@ def test_demo_atlas_built_from_the_app_opens_on_the_next_run(env, tmp_path, monk
     assert len(_atlas(built[0].parent)) == 800
     assert at.session_state.a[2:].startswith("test/")  # the pair now comes from the new atlas
     assert "800 images" in " ".join(c.value for c in at.caption)
+
+
+def test_unlabelled_atlas_images_have_no_label_in_the_picker(tmp_path, assets):
+    from apinet.atlas import build_atlas
+    from apinet.data import SynthBirds
+    from app.atlas_source import AtlasGallery
+
+    data = SynthBirds(split="test", image_size=64)
+    for folder, index in (("Red-crowned Finch", 0), ("Purple Penguin", 1)):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        data.load_pil(index).save(tmp_path / "data" / folder / "img_000.png")
+    build_atlas(str(tmp_path / "data"), assets["checkpoints"] / "apinet_synthbirds.safetensors",
+                assets["checkpoints"] / "baseline_synthbirds.safetensors", tmp_path / "atlas", unlabelled=True,
+                progress=False)
+    gallery = AtlasGallery(_atlas(tmp_path / "atlas"))
+    penguin = gallery.get("Purple Penguin/img_000.png")
+    finch = gallery.get("Red-crowned Finch/img_000.png")
+    assert penguin.label is None and penguin.class_name == "Purple Penguin (unlabelled)"  # explained as an upload
+    assert finch.label == 0 and finch.class_name == "Red-crowned Finch"
