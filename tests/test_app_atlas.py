@@ -49,9 +49,10 @@ def test_confusion_click_opens_a_misclassified_image_beside_the_nearest_of_the_o
     wrong = np.flatnonzero(atlas.labelled & ~atlas.correct("apinet"))
     row = int(wrong[0])
     c, d = int(atlas.labels[row]), int(atlas.predictions("apinet")[row])
-    a, b = confusion_click([{"customdata": [c, d]}], atlas, "apinet")
+    a, b = confusion_click([{"x": d, "y": c, "customdata": {"0": c}}], atlas, "apinet")
     assert atlas.labels[a] == c and atlas.predictions("apinet")[a] == d and atlas.labels[b] == d
-    assert confusion_click([{"customdata": [c, c]}], atlas, "apinet") is None  # the diagonal opens nothing
+    assert confusion_click([{"x": c, "y": c}], atlas, "apinet") is None  # the diagonal opens nothing
+    assert confusion_click([{"x": "nan?"}], atlas, "apinet") is None
     assert pair_of_row(atlas, row) == (row, int(atlas.column("inter")[row]))
 
 

@@ -35,24 +35,27 @@ def _set_pair(atlas, a: int, b: int) -> None:
 
 
 def _matrix_figure(matrix: np.ndarray, names: list[str], title: str, signed: bool):
+    """A heatmap of the matrix (cells fill their squares) under one invisible, selectable point per
+    non-empty cell: a click selects the nearest cell centre, which carries the hover text."""
     import plotly.graph_objects as go
 
+    n = len(names)
+    limit = max(1, int(np.abs(matrix).max())) if matrix.size else 1
+    z = np.where(matrix != 0, matrix, np.nan).astype(float)  # empty cells stay blank
+    fig = go.Figure(go.Heatmap(z=z, colorscale="RdBu_r" if signed else "Blues", zmin=-limit if signed else 0,
+                               zmax=limit, hoverinfo="skip", colorbar=dict(thickness=10), xgap=1, ygap=1))
     true, pred = np.nonzero(matrix)
     values = matrix[true, pred]
-    n = len(names)
-    limit = max(1, int(np.abs(values).max())) if len(values) else 1
-    fig = go.Figure(go.Scatter(
-        x=pred, y=true, mode="markers", customdata=np.stack([true, pred], 1) if len(true) else None,
-        marker=dict(symbol="square", size=max(4, min(22, 440 // max(n, 1))), color=values,
-                    colorscale="RdBu_r" if signed else "Blues", cmin=-limit if signed else 0, cmax=limit,
-                    showscale=True, colorbar=dict(thickness=10)),
-        hovertext=[f"true {names[t]} → predicted {names[p]}: {v:+d}" if signed else f"true {names[t]} → predicted "
-                   f"{names[p]}: {v}" for t, p, v in zip(true, pred, values)], hoverinfo="text"))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=420, margin=dict(l=0, r=0, t=36, b=0),
-                      clickmode="event+select")
-    fig.update_xaxes(title="predicted", range=[-0.5, n - 0.5], showticklabels=n <= 30, tickvals=list(range(n)),
-                     ticktext=names, tickangle=60)
-    fig.update_yaxes(title="true", range=[n - 0.5, -0.5], showticklabels=n <= 30, tickvals=list(range(n)), ticktext=names)
+    hover = [f"true {names[t]} → predicted {names[p]}: {v:+d}" if signed else
+             f"true {names[t]} → predicted {names[p]}: {v}" for t, p, v in zip(true, pred, values)]
+    invisible = dict(marker=dict(opacity=0))
+    fig.add_trace(go.Scatter(x=pred, y=true, mode="markers", marker=dict(size=10, opacity=0), hovertext=hover,
+                             hoverinfo="text", selected=invisible, unselected=invisible, showlegend=False))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=440, margin=dict(l=40, r=10, t=36, b=40),
+                      clickmode="event+select", hovermode="closest")
+    # class numbers on the axes (names are in the hover): long names would leave no room for the cells
+    fig.update_xaxes(title="predicted", range=[-0.5, n - 0.5], showticklabels=n <= 40, dtick=1 if n <= 20 else None)
+    fig.update_yaxes(title="true", range=[n - 0.5, -0.5], showticklabels=n <= 40, dtick=1 if n <= 20 else None)
     return fig
 
 
@@ -62,9 +65,11 @@ def confusion_click(points: list, atlas, model: str) -> tuple[int, int] | None:
     from apinet.atlas import cell_pair
 
     for point in points:
-        data = point.get("customdata")
-        if isinstance(data, (list, tuple)) and len(data) == 2:
-            true, pred = int(data[0]), int(data[1])
+        try:  # the cell's own coordinates: x = predicted, y = true class
+            true, pred = int(round(float(point["y"]))), int(round(float(point["x"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if 0 <= true < len(atlas.class_names) and 0 <= pred < len(atlas.class_names):
             first = cell_pair(atlas, true, pred, model)
             if first is None and model == "apinet":  # a cell of the difference where only the baseline errs
                 first = cell_pair(atlas, true, pred, "baseline")
@@ -87,8 +92,9 @@ def draw_confusion(atlas) -> None:
 
     conf = confusions(atlas)
     names = atlas.class_names
-    st.caption("Rows: true class; columns: predicted. Click a cell off the diagonal to open its pair: a "
-               "misclassified image of the true class beside the nearest image of the predicted one.")
+    st.caption("Rows: true class; columns: predicted (class numbers; hover a cell for the names). Click a cell off "
+               "the diagonal to open its pair: a misclassified image of the true class beside the nearest image of "
+               "the predicted one.")
     cols = st.columns(3)
     for col, (key, matrix, title, model, signed) in zip(cols, (
             ("dconf_apinet", conf.apinet, "API-Net", "apinet", False),

@@ -76,3 +76,34 @@ def test_map_clicks_set_a_then_b(atlas_app, browser):
     assert _query(page, "b") == atlas.column("id")[second["row"]]
     assert _query(page, "a") == atlas.column("id")[first["row"]]
     page.close()
+
+
+_CELL = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .js-plotly-plot');
+  if (!gd || !gd._fullLayout) return null;
+  const t = gd._fullData.filter(t => t.type === 'scatter')[0], L = gd._fullLayout, r = gd.getBoundingClientRect();
+  for (let i = 0; i < t.x.length; i++) {
+    const c = t.y[i], d = t.x[i];  // the cell: x = predicted, y = true class
+    if (Number(c) !== Number(d)) return {c: Number(c), d: Number(d), x: r.left + L._size.l + L.xaxis.l2p(t.x[i]),
+                                         y: r.top + L._size.t + L.yaxis.l2p(t.y[i])}; }
+  return null; }"""
+
+
+def test_confusion_cell_click_opens_its_pair(atlas_app, browser):
+    from apinet.atlas import Atlas
+
+    url, folder = atlas_app
+    atlas = Atlas.open(folder)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url + "/?tab=dataset&dview=confusion")
+    run = wait_ready(page, timeout=180)
+    page.locator(".st-key-dconf_apinet .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    page.locator(".st-key-dconf_apinet").scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
+    cell = page.evaluate(_CELL, "dconf_apinet")
+    assert cell is not None  # random tiny models make mistakes
+    page.mouse.click(cell["x"], cell["y"])
+    wait_ready(page, run, timeout=180)
+    _no_exception(page)
+    a, b = atlas.index_of[_query(page, "a")], atlas.index_of[_query(page, "b")]
+    assert atlas.labels[a] == cell["c"] and atlas.predictions("apinet")[a] == cell["d"] and atlas.labels[b] == cell["d"]
+    page.close()
