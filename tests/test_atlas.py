@@ -285,3 +285,10 @@ def test_gallery_json_converts_by_class_name_not_by_label_number(tmp_path, ckpts
     got = {i: NAMES[l] for i, l in zip(atlas.column("id"), atlas.labels)}
     assert got == {f"img_{k}.png": NAMES[c] for k, c in enumerate(chosen)}
     assert got["img_0.png"] == "Streaked Warbler"
+
+
+def test_batches_never_cross_a_chunk_and_progress_counts_images(tmp_path, ckpts):
+    seen = []
+    _build("synthbirds", ckpts, tmp_path / "atlas", limit=8, chunk_size=4, batch_size=3,
+           on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(3, 8), (4, 8), (7, 8), (8, 8)]  # chunk 0: batches of 3 + 1, chunk 1 the same
