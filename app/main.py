@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import atlas_picker, atlas_source, config, header, picker, resources, state, tabs
 from app import baselines as baselines_ui
-from app import config, header, picker, resources, state, tabs
 from app.text import md
 
 __all__ = ["main"]
@@ -84,6 +84,34 @@ def _sidebar_display(stages: list[str], cams: list[str]) -> None:
         st.selectbox("CAM layer", stages, key="layer",
                      help="Trunk stage the class activation maps are computed at (the last stage is the "
                           "paper's). Changing it runs the models again.")
+
+
+# --- the dataset atlas (issue #23): which one opens, and its sidebar choice -------------------------
+
+
+def _atlas_for(apinets, baselines) -> atlas_source.AtlasChoice:
+    """The atlas of the checkpoints this run will show (read before the widgets, as the URL gives them)."""
+    first = not st.session_state.get(state.URL_LOADED)
+
+    def chosen(key, options, default):
+        value = st.session_state.get(key, st.query_params.get(key) if first else None)
+        return value, next((c for c in options if c.label == value), default)
+
+    _, ckpt = chosen("ckpt", apinets, _default(apinets, config.DEMO_APINET))
+    base_label, base = chosen("base", baselines, _default(baselines, config.DEMO_BASELINE))
+    if base_label == "none" or not baselines_ui.is_offered(ckpt, base):
+        base = None
+    return atlas_source.choose_atlas(ckpt.sha256, base.sha256 if base else None)
+
+
+def _sidebar_atlas(choice: atlas_source.AtlasChoice) -> list[str]:
+    options = ["auto"] + [e.label for e in choice.entries] + [atlas_source.NO_ATLAS]
+    with st.sidebar:
+        st.selectbox("Dataset atlas", options, key=atlas_source.ATLAS_KEY,
+                     help="A dataset computed once through both checkpoints (python -m apinet atlas): the images "
+                          "the pair is chosen from and the Dataset tab. auto: the first atlas of exactly the "
+                          "loaded checkpoints (APINET_ATLAS_DIR, assets/atlas, then runs/).")
+    return options
 
 
 def _default_pair(gallery) -> tuple[str, str]:
@@ -202,15 +230,22 @@ def _page() -> None:
         _missing_checkpoints(paths, problems)
         return
 
-    gallery = resources.load_gallery(str(paths.gallery))
+    atlas_choice = _atlas_for(apinets, baselines)
+    if atlas_choice.refused:
+        st.error(md(atlas_choice.refused), icon=":material/dataset:")
+    atlas = atlas_choice.atlas
+    gallery = atlas_source.AtlasGallery(atlas) if atlas is not None else resources.load_gallery(str(paths.gallery))
     if gallery.note:
         st.warning(md(gallery.note), icon=":material/warning:")
     cams = resources.cam_methods()
     choices = {
         "ckpt": [c.label for c in apinets],
         "base": ["none"] + [c.label for c in baselines],
-        "a": picker.refs(gallery),
-        "b": picker.refs(gallery),
+        "a": picker.refs(gallery) if atlas is None else atlas_source.AtlasRefs(gallery, state.GALLERY_PREFIX, picker.refs_uploads()),
+        "b": picker.refs(gallery) if atlas is None else atlas_source.AtlasRefs(gallery, state.GALLERY_PREFIX, picker.refs_uploads()),
+        atlas_source.ATLAS_KEY: ["auto"] + [e.label for e in atlas_choice.entries] + [atlas_source.NO_ATLAS],
+        "dview": list(tabs.dataset.VIEWS),
+        "dcolour": list(tabs.dataset.COLOURS),
         "cmap": list(config.COLORMAPS),
         "scope": list(config.SCOPES),
         "cam": cams,
@@ -233,10 +268,12 @@ def _page() -> None:
         "cam": cams[0],
         "rank": "gate",
         "clip": 100.0,
+        atlas_source.ATLAS_KEY: "auto",
     }
     state.ensure_defaults(defaults, choices)
     ckpt = next(c for c in apinets if c.label == st.session_state.ckpt)
     base = _sidebar_models(apinets, baselines, ckpt, paths)
+    _sidebar_atlas(atlas_choice)
     _skipped_note(problems)
 
     try:
@@ -244,7 +281,8 @@ def _page() -> None:
             loaded = resources.load_checkpoint(ckpt.path, ckpt.sha256)
             if base is not None:
                 resources.load_checkpoint(base.path, base.sha256)
-            bank = resources.feature_bank(ckpt.path, ckpt.sha256, str(paths.gallery), gallery.key)
+            bank = gallery.bank if atlas is not None else \
+                resources.feature_bank(ckpt.path, ckpt.sha256, str(paths.gallery), gallery.key)
     except Exception as exc:  # CheckpointError, out of memory, ...: a message, never a traceback
         st.error(f"Could not load the checkpoint: {md(str(exc)[:400])}", icon=":material/error:")
         st.code(config.TRAIN_COMMAND, language="bash")
@@ -275,11 +313,14 @@ def _page() -> None:
         picker.show_message()
         status_slot = st.container()
         summary_slot = st.container()
-    browser = st.expander("Browse the gallery by class", icon=":material/photo_library:", key="browse_open",
-                          on_change="rerun")
+    browser = st.expander("Browse the gallery by class" if atlas is None else "Browse and search the atlas",
+                          icon=":material/photo_library:", key="browse_open", on_change="rerun")
     if browser.open:  # the thumbnail grid runs only while it is open
         with browser:
-            picker.draw_gallery_browser(gallery)
+            if atlas is None:
+                picker.draw_gallery_browser(gallery)
+            else:  # one page of thumbnails at a time, searchable, A and B marked
+                atlas_picker.draw_picker(atlas, key="bpick")
     with st.expander("Upload your own two images", icon=":material/upload:"):
         picker.draw_uploads()
 
@@ -335,7 +376,7 @@ def _page() -> None:
         clip=float(st.session_state.clip),
     )
     ctx = tabs.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
-                        apinet=ckpt, baseline=base)
+                        apinet=ckpt, baseline=base, atlas=atlas, atlas_note=atlas_choice.refused)
     with slot_a:
         header.draw_image_card(ctx, "A")
     with slot_b:

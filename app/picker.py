@@ -21,6 +21,7 @@ __all__ = ["ChosenImage", "draw_actions", "draw_gallery_browser", "draw_selector
 _UPLOADS = "_uploads"  # session_state: sha -> (name, bytes); this session only
 _MESSAGE = "_pair_message"  # one-line feedback of the last pair action (info or error)
 _UPLOAD_GEN = "_upload_generation"  # bumped after a refused upload: the uploaders get new keys
+_MAX_OPTIONS = 1000  # most images a selector lists (an atlas may hold 100,000)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ def _uploads() -> dict[str, tuple[str, bytes]]:
 def refs(gallery: resources.Gallery) -> list[str]:
     """Every image the selectors offer: this session's uploads first, then the gallery."""
     return [UPLOAD_PREFIX + sha for sha in _uploads()] + [GALLERY_PREFIX + i for i in gallery.ids]
+
+
+def refs_uploads() -> list[str]:
+    """This session's uploads as selector refs."""
+    return [UPLOAD_PREFIX + sha for sha in _uploads()]
 
 
 def resolve(ref: str, gallery: resources.Gallery) -> ChosenImage | None:
@@ -97,6 +103,11 @@ def _random_pair(gallery: resources.Gallery) -> None:
 def _set(slot: str, ref: str) -> None:
     st.session_state[slot] = ref
     set_message(None, None)
+
+
+def set_image(slot: str, ref: str) -> None:
+    """A callback that makes ``ref`` image A or B (the atlas's picker, map and tables use it)."""
+    _set(slot, ref)
 
 
 def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
@@ -157,6 +168,9 @@ def _on_upload(slot: str) -> None:
 def draw_selector(slot: str, gallery: resources.Gallery) -> None:
     """The "Image A" / "Image B" selector (this session's uploads, then the gallery)."""
     options = refs(gallery)
+    if len(options) > _MAX_OPTIONS:  # an atlas: the Dataset view's picker searches the rest
+        current = [st.session_state.get(s) for s in ("a", "b") if st.session_state.get(s) in options[_MAX_OPTIONS:]]
+        options = options[:_MAX_OPTIONS] + current
     labels = {ref: label_of(ref, gallery) for ref in options}  # resolved now, inside this session's run
     st.selectbox(f"Image {slot.upper()}", options, key=slot, format_func=lambda ref: labels.get(ref, ref))
 

@@ -453,6 +453,8 @@ def suggest_partners(
     (:func:`apinet.pairs.suggest_partners` on the bank, with A as a query when it is an upload)."""
     from apinet.pairs import suggest_partners as choose
 
+    if hasattr(gallery, "partners"):  # an atlas (app.atlas_source.AtlasGallery): one query, never N x N
+        return gallery.partners(loaded, data, gallery_id)
     labels = [item.label for item in gallery.items]
     if gallery_id is not None and gallery.get(gallery_id) is not None:
         index = gallery.ids.index(gallery_id)

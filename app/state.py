@@ -98,6 +98,10 @@ PARAMS: tuple[Param, ...] = (
     Param("layer", str),  # CAM layer (a trunk stage)
     Param("clip", _percentile, lambda v: f"{float(v):g}"),
     Param("whatif", _whatif),  # the What if? tab's interventions on the pair (issue #22)
+    # issue #23: the dataset atlas, the Dataset tab's sub-view and the map's colouring
+    Param("atlas", str),
+    Param("dview", str),
+    Param("dcolour", str),
 )
 _BY_KEY = {p.key: p for p in PARAMS}
 

@@ -320,6 +320,24 @@ async def _sample_client_cpu(server_pid: int | None, seen: dict[int, float]) -> 
         await asyncio.sleep(0.5)
 
 
+def _pair_labels() -> dict[str, str]:
+    """Image id -> class name of what the app picks pairs from: the shipped atlas (issue #23) when it
+    is of the shipped checkpoints, else the gallery. Ids are also listed URL-encoded (``test%2F000001``)."""
+    from urllib.parse import quote
+
+    manifest = ROOT / "assets" / "atlas" / "manifest.json"
+    card = ROOT / "assets" / "checkpoints" / "apinet_synthbirds.json"
+    if manifest.is_file() and card.is_file() and json.loads(manifest.read_text())["checkpoints"]["apinet"]["sha256"] \
+            == json.loads(card.read_text())["weights_sha256"]:
+        from apinet.atlas import Atlas
+
+        atlas = Atlas.open(manifest.parent)
+        labels = {str(i): str(atlas.class_names[c]) for i, c in zip(atlas.column("id"), atlas.labels)}
+        return {**labels, **{quote(k, safe=""): v for k, v in labels.items()}}
+    gallery = json.loads((ROOT / "assets" / "gallery" / "gallery.json").read_text())
+    return {Path(e["file"]).stem: gallery["classes"][e["label"]] for e in gallery["images"]}
+
+
 def _tree_peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of a process and its children, in MB."""
     total = 0
@@ -330,8 +348,7 @@ def _tree_peak_rss_mb(pid: int) -> float:
 
 
 async def _run(n: int, seconds: float, driver: str) -> dict:
-    gallery = json.loads((ROOT / "assets" / "gallery" / "gallery.json").read_text())
-    labels = {Path(e["file"]).stem: gallery["classes"][e["label"]] for e in gallery["images"]}
+    labels = _pair_labels()
     pair_rng = random.Random(12345)  # the same six "pairs the teacher named" for every session
     stats = {"first_page": [], "latency": {"pair": [], "known": [], "view": [], "setting": []},
              "wire": {"pair": [], "known": [], "view": [], "setting": []},

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 TABS = ["Walk-through", "Mutual & gates", "What if?", "Top-k channels", "LTPA attention", "Grad-CAM", "A² maps",
-        "Exact maps", "Why A, not B", "Where does it match?", "Predictions", "Export"]
+        "Exact maps", "Why A, not B", "Where does it match?", "Predictions", "Export", "Dataset"]
 
 
 def _app():
@@ -72,7 +72,7 @@ def test_first_run_renders_every_view(env):
     headings = ("How API-Net compares this pair", "Mutual vector and gates", "What if? Change the pair", "Top-5 channels",
                 "LTPA: where the global descriptor looks", "class activation maps", "A²: double-attention",
                 "Exact maps: where each pair-path logit", "Why A, not B?", "Where does it match?", "Predictions",
-                "Export")
+                "Export", "The dataset through both models")
     # Only the open tab runs: the first run draws the walk-through and none of the other views.
     text = " ".join(m.value for m in at.markdown)
     assert headings[0] in text and not any(h in text for h in headings[1:])

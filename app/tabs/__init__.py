@@ -16,6 +16,7 @@ import streamlit as st
 from app.tabs import a2, cams, channels, export, gates, ltpa, predictions, walkthrough
 from app.tabs import contrast, correspondence, exact
 from app.tabs import whatif  # issue #22: what-if controls
+from app.tabs import dataset  # issue #23: the atlas's Dataset view
 from app.tabs.common import Context, DisplaySettings
 
 __all__ = ["Context", "DisplaySettings", "TABS", "TAB_KEY", "Tab", "by_slug", "draw_tabs"]
@@ -44,6 +45,7 @@ TABS: tuple[Tab, ...] = (
     Tab("match", "Where does it match?", correspondence.draw),
     Tab("predictions", "Predictions", predictions.draw),
     Tab("export", "Export", export.draw),
+    Tab("dataset", "Dataset", dataset.draw),
 )
 
 

@@ -47,6 +47,8 @@ class Context:
     image_b: Any
     apinet: Any  # resources.CheckpointInfo
     baseline: Any | None
+    atlas: Any | None = None  # apinet.atlas.Atlas of these checkpoints, when one is open (the Dataset tab)
+    atlas_note: str = ""  # why none is open (one line), for the Dataset tab
 
 
 def selected_points(event: Any) -> list:
