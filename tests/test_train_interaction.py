@@ -131,3 +131,26 @@ def test_command_refuses_a_folder_holding_a_stage_and_a_baseline(tiny_checkpoint
     assert main(["train-interaction", "--checkpoint", str(base), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
     assert "has no mutual MLP" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_second_run_reuses_the_cached_features_and_gives_the_same_weights(tiny_checkpoint, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    cache = tmp_path / "cache"
+    flags = ["--checkpoint", str(tiny_checkpoint), "--steps", "6", "--per-class", "4", "--batch-classes", "4",
+             "--batch-images", "2", "--val-split", "none", "--threads", "1", "--no-progress", "--cache-dir", str(cache)]
+    assert main(["train-interaction", "--out", str(tmp_path / "one"), *flags]) == 0
+    files = sorted(p.name for p in cache.iterdir())
+    sha = json.loads(tiny_checkpoint.with_suffix(".json").read_text())["weights_sha256"]
+    assert files == [f"features-{sha[:16]}-train-4.safetensors"]
+    assert main(["train-interaction", "--out", str(tmp_path / "two"), *flags]) == 0
+    one, _ = load_model(tmp_path / "one" / "best.safetensors")
+    two, card = load_model(tmp_path / "two" / "best.safetensors")
+    assert card["interaction_stage"]["features_reused"] == [str(cache / files[0])]
+    assert torch.equal(one.mutual[0].weight, two.mutual[0].weight)
+    stored = load_file(str(cache / files[0]))
+    assert stored["features"].shape == (80, 512) and torch.bincount(stored["labels"]).tolist() == [4] * 20
+    assert main(["train-interaction", "--out", str(tmp_path / "three"), *flags[:5], "5", *flags[6:]]) == 0
+    _, card3 = load_model(tmp_path / "three" / "best.safetensors")
+    assert card3["interaction_stage"]["features_reused"] == []  # 5 per class: another key, computed afresh
+    capsys.readouterr()

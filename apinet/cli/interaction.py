@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="dataset spec (default: the one in the model card)")
     p.add_argument("--val-split", default="val", help="split whose pair statistics the card records ('none': skip)")
     p.add_argument("--batch-size", type=int_range(1, 4096), default=50, help="images per trunk pass while caching")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder of cached pooled features (default OUT/features): a later run on the same checkpoint, "
+                        "data and images per class reuses them instead of running the trunk again")
     p.add_argument("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.set_defaults(func=_run)
@@ -44,7 +47,7 @@ def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run, every setting spelled out (recorded in the card)."""
     words = ["python", "-m", "apinet", "train-interaction"]
     for name in ("checkpoint", "out", "steps", "lr", "momentum", "weight_decay", "per_class", "batch_classes",
-                 "batch_images", "margin", "rank_weight", "seed", "data", "val_split", "batch_size", "threads"):
+                 "batch_images", "margin", "rank_weight", "seed", "data", "val_split", "batch_size", "cache_dir", "threads"):
         value = getattr(args, name)
         if value is not None:
             words += ["--" + name.replace("_", "-"), str(value)]
@@ -62,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     val_split = None if str(args.val_split).lower() == "none" else args.val_split
     stage = _stage.run_interaction_stage(args.checkpoint, args.out, config, data=args.data,
                                          batch_size=args.batch_size, val_split=val_split,
-                                         show_progress=not args.no_progress, command=command)
+                                         show_progress=not args.no_progress, cache_dir=args.cache_dir,
+                                         command=command)
     summary = {"out": args.out, "train_images": stage["train_images"], "final_loss": stage["final_loss"],
                "wall_time_s": stage["wall_time_s"]}
     for when in ("val_before", "val_after"):

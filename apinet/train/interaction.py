@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DEPARTURE", "InteractionConfig", "InteractionResult", "cache_pooled_features", "freeze_all_but_mutual",
-           "run_interaction_stage", "train_interaction"]
+__all__ = ["DEPARTURE", "InteractionConfig", "InteractionResult", "cache_pooled_features", "feature_cache_path",
+           "freeze_all_but_mutual", "load_cached_features", "run_interaction_stage", "save_cached_features",
+           "train_interaction"]
 
 #: The card's plain statement of where this recipe leaves the paper.
 DEPARTURE = (
@@ -129,6 +130,46 @@ def cache_pooled_features(model: nn.Module, loader, *, channels_last: bool = Tru
     return torch.cat(xs), torch.cat(ys)
 
 
+def feature_cache_path(folder: str | Path, input_sha256: str, split: str, per_class: int | None) -> Path:
+    """Where the pooled features of ``split`` (``per_class`` images per class, ``None``: all) of the
+    checkpoint whose weights hash to ``input_sha256`` are cached in ``folder``."""
+    return Path(folder) / f"features-{input_sha256[:16]}-{split}-{per_class or 'all'}.safetensors"
+
+
+def _cache_key(input_sha256: str, data: str, split: str, per_class: int | None, preprocess: Any) -> dict[str, str]:
+    return {"input_sha256": input_sha256, "data": str(data), "split": split, "per_class": str(per_class),
+            "preprocess": json.dumps(preprocess, sort_keys=True)}
+
+
+def save_cached_features(path: Path, features: Tensor, labels: Tensor, key: dict[str, str]) -> None:
+    """Write pooled features and labels (safetensors, never pickled) with the key they belong to."""
+    from safetensors.torch import save_file
+
+    from .._io import atomic_write
+
+    tensors = {"features": features.float().contiguous(), "labels": labels.long().contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=key))
+
+
+def load_cached_features(path: Path, key: dict[str, str]) -> tuple[Tensor, Tensor] | None:
+    """The cached features at ``path`` if they were made for ``key`` (same checkpoint weights, data,
+    split, images per class and preprocessing), else ``None``."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            if fh.metadata() != key:
+                return None
+            features, labels = fh.get_tensor("features"), fh.get_tensor("labels")
+    except (SafetensorError, OSError, ValueError, KeyError):
+        return None  # unreadable or foreign: compute again
+    if features.dim() != 2 or labels.shape != (features.shape[0],):
+        return None
+    return features.float(), labels.long()
+
+
 def train_interaction(model: nn.Module, features: Tensor, labels: Tensor, config: InteractionConfig, *,
                       on_step: Callable[[int, dict[str, float]], None] | None = None) -> InteractionResult:
     """Train ``model.mutual`` alone on cached pooled ``features [N, D]`` with ``labels [N]``.
@@ -193,10 +234,13 @@ def train_interaction(model: nn.Module, features: Tensor, labels: Tensor, config
     return InteractionResult(steps=step, history=history, seconds=time.perf_counter() - start)
 
 
-def _check_outputs(checkpoint: Path, out: Path) -> None:
+def _check_outputs(checkpoint: Path, out: Path, cache_dir: Path | None = None) -> None:
     from .._io import checkpoint_files, refuse_overwriting_inputs
 
-    refuse_overwriting_inputs({"--out": out}, {}, folders=["--out"])
+    refuse_overwriting_inputs({"--out": out, "--cache-dir": cache_dir}, {}, folders=["--out", "--cache-dir"])
+    if cache_dir is not None:
+        refuse_overwriting_inputs({"--cache-dir": cache_dir}, {"--checkpoint": checkpoint_files(checkpoint)},
+                                  folders=["--cache-dir"])
     refuse_overwriting_inputs({"--out": [out / name for name in OUTPUT_FILES]},
                               {"--checkpoint": checkpoint_files(checkpoint)})
     held = [name for name in OUTPUT_FILES if (out / name).exists()]
@@ -207,7 +251,7 @@ def _check_outputs(checkpoint: Path, out: Path) -> None:
 def run_interaction_stage(checkpoint: str | Path, out: str | Path, config: InteractionConfig, *,
                           data: str | None = None, batch_size: int = 50, channels_last: bool = True,
                           val_split: str | None = "val", show_progress: bool = True,
-                          command: str | None = None) -> dict[str, Any]:
+                          cache_dir: str | Path | None = None, command: str | None = None) -> dict[str, Any]:
     """The stage as a command does it: load ``checkpoint``, cache the training features, train the
     mutual MLP, write ``out/best.safetensors`` with its card (and ``out/log.jsonl``), and return the
     card's ``interaction_stage`` entry.
@@ -215,7 +259,10 @@ def run_interaction_stage(checkpoint: str | Path, out: str | Path, config: Inter
     The output keeps the input's dtype-free float32 weights, its card (recipe, metrics, dataset) and
     its k-NN reference (a function of the trunk, which does not change). ``val_split`` (or ``None``)
     names the split whose pair statistics the card records (:func:`apinet.mechanism.gate_activity`);
-    the test split is never touched.
+    the test split is never touched. The pooled features are cached in ``cache_dir`` (default
+    ``out/features``), keyed by the input weights' SHA-256, data, split, images per class and
+    preprocessing: another run of the stage on the same checkpoint (another learning rate or number of
+    steps) reuses them instead of running the trunk again.
     """
     from ..checkpoint import CheckpointError, load_model, save_checkpoint
     from ..evaluate import checkpoint_dataset
@@ -223,7 +270,7 @@ def run_interaction_stage(checkpoint: str | Path, out: str | Path, config: Inter
     from ..ood import BANK_KEY, FeatureReference
 
     checkpoint, out = Path(checkpoint), Path(out)
-    _check_outputs(checkpoint, out)
+    _check_outputs(checkpoint, out, None if cache_dir is None else Path(cache_dir))
     if val_split == "test":
         raise ValueError("the interaction stage never looks at the test split; validate on val")
     try:
@@ -236,22 +283,30 @@ def run_interaction_stage(checkpoint: str | Path, out: str | Path, config: Inter
     reference = FeatureReference.from_checkpoint(checkpoint, card)
     before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mutual.")}
 
-    def loader(split: str, per_class: int | None):
-        dataset, _ = checkpoint_dataset(card, data, split, per_class=per_class)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False), len(dataset)
-
     bar = _progress(show_progress)
+    folder = Path(cache_dir) if cache_dir is not None else out / "features"
+    cached: list[str] = []
+
+    def features(split: str, per_class: int | None) -> tuple[Tensor, Tensor]:
+        dataset, spec = checkpoint_dataset(card, data, split, per_class=per_class)
+        key = _cache_key(card["weights_sha256"], spec, split, per_class, card.get("preprocess"))
+        path = feature_cache_path(folder, card["weights_sha256"], split, per_class)
+        found = load_cached_features(path, key)
+        if found is not None and found[0].shape[0] == len(dataset):
+            cached.append(str(path))
+            return found
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        with bar(total=len(dataset), unit="img", desc=f"caching {split} features") as pbar:
+            x, y = cache_pooled_features(model, loader, channels_last=channels_last, progress=pbar.update)
+        save_cached_features(path, x, y, key)
+        return x, y
+
     start = time.perf_counter()
-    train_loader, n_train = loader("train", config.per_class)
-    with bar(total=n_train, unit="img", desc="caching train features") as pbar:
-        x_train, y_train = cache_pooled_features(model, train_loader, channels_last=channels_last,
-                                                 progress=pbar.update)
+    x_train, y_train = features("train", config.per_class)
     cache_seconds = time.perf_counter() - start
     val_before = val_after = None
     if val_split:
-        val_loader, n_val = loader(val_split, None)
-        with bar(total=n_val, unit="img", desc=f"caching {val_split} features") as pbar:
-            x_val, y_val = cache_pooled_features(model, val_loader, channels_last=channels_last, progress=pbar.update)
+        x_val, y_val = features(val_split, None)
         val_before = gate_activity(model, x_val, y_val, margin=config.margin).to_dict()
     with bar(total=config.steps, unit="step", desc="interaction stage") as pbar:
         def on_step(step: int, terms: dict[str, float]) -> None:
@@ -277,6 +332,7 @@ def run_interaction_stage(checkpoint: str | Path, out: str | Path, config: Inter
         "departs_from_paper": DEPARTURE,
         "final_loss": result.history[-1] if result.history else None,
         "feature_cache_s": round(cache_seconds, 1),
+        "features_reused": cached,
         "train_s": round(result.seconds, 1),
         "wall_time_s": round(wall, 1),
         "command": command,
