@@ -34,12 +34,30 @@ from apinet.mechanism import collect_features, gate_activity, interaction_statis
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_FEATURES: dict[str, tuple] = {}  # trunk digest -> (pooled, maps, labels): checkpoints that differ only in
+# their mutual MLP (the interaction stage's input and output) share one trunk pass
+
+
+def _trunk_key(model: torch.nn.Module, card: dict, split: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([card.get("preprocess"), card.get("dataset"), split], sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith(("mutual.", "fc.")):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def measure(checkpoint: Path, split: str, k: int) -> dict:
     model, card = load_model(checkpoint)
     dataset, spec = checkpoint_dataset(card, None, split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=50, shuffle=False)
     start = time.perf_counter()
-    pooled, maps, labels = collect_features(model, loader)
+    key = _trunk_key(model, card, split)
+    if key not in _FEATURES:
+        _FEATURES[key] = collect_features(model, loader)
+    pooled, maps, labels = _FEATURES[key]
     stats = interaction_statistics(model, pooled, maps, labels, k=k)
     activity = gate_activity(model, pooled, labels)
     return {"checkpoint": str(checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint),
