@@ -181,3 +181,111 @@ def rank_pairs(strength: PairStrength, by: str = "gate_gap") -> np.ndarray:
         raise ValueError(f"unknown pair-strength measure {by!r}; expected one of {list(PAIR_STRENGTH_MEASURES)}")
     values = np.asarray(getattr(strength, by), dtype=np.float64)
     return np.argsort(-values, kind="stable").astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gate activity (issue #22): do the gates act, and where does the effect show?
+# --------------------------------------------------------------------------------------------------
+#
+# Each image is image 1 of two pairs, as in training: with its nearest same-class (intra) and nearest
+# other-class (inter) image by pooled features. For each pair kind: how far the gates move from 0.5,
+# how much an image's own gate differs from its partner's, the true-class probability and logit
+# through each gate (p_self / p_other, logit_self / logit_other), the ranking-loss term
+# max(0, p_other - p_self + margin) and whether the margin is met, and the first-order account of
+# the gate difference, g1 - g2 ~= sigmoid'(z_mid) * x_m * (x1 - x2) with z_mid = x_m * (x1 + x2) / 2:
+# partners with near-identical features (intra pairs) get near-identical gates.
+
+__all__ += ["GateActivity", "PairKindActivity", "gate_activity", "pair_kind_activity"]
+
+
+@dataclass(frozen=True)
+class PairKindActivity:
+    """Gate activity of one kind of pair (``pairs`` = images, each image 1 of one such pair)."""
+
+    pairs: int
+    gate_std: float  # mean over images of the std of the image's own gate vector over channels (ddof 0)
+    gate_gap: float  # mean |g1 - g2| over images and channels
+    gate_far: float  # share of the image's own gate entries with |g1 - 0.5| > 0.1
+    self_wins: float  # share with p_self(c) > p_other(c), c = image 1's true class
+    mean_difference: float  # mean p_self(c) - p_other(c)
+    logit_wins: float  # share with logit_self(c) > logit_other(c)
+    logit_gap: float  # mean logit_self(c) - logit_other(c)
+    rank_loss: float  # mean max(0, p_other(c) - p_self(c) + margin)
+    margin_met: float  # share with p_self(c) - p_other(c) >= margin (the hinge is 0)
+    feature_gap: float  # mean ||x1 - x2|| / ||x1||: how different the partners' pooled features are
+    first_order_error: float  # ||(g1 - g2) - sigmoid'(z_mid) x_m (x1 - x2)|| / ||g1 - g2||, over all entries
+
+
+@dataclass(frozen=True)
+class GateActivity:
+    """:func:`gate_activity`'s result; the overall gate figures average both pair kinds."""
+
+    images: int
+    margin: float
+    gate_std: float
+    gate_gap: float
+    gate_far: float
+    test_path_top1: float  # accuracy of fc(x) on the same pooled features (the paper's test path)
+    intra: PairKindActivity
+    inter: PairKindActivity
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pair_kind_activity(x1: Tensor, x2: Tensor, mutual: Tensor, gate1: Tensor, gate2: Tensor, logits_self: Tensor,
+                       logits_other: Tensor, labels: Tensor, *, margin: float = 0.05) -> PairKindActivity:
+    """:class:`PairKindActivity` from one kind's pair outputs (rows = pairs; image 1 is the image)."""
+    rows = torch.arange(labels.numel(), device=labels.device)
+    p_self = logits_self.double().softmax(1)[rows, labels]
+    p_other = logits_other.double().softmax(1)[rows, labels]
+    l_self = logits_self.double()[rows, labels]
+    l_other = logits_other.double()[rows, labels]
+    diff, gap = p_self - p_other, l_self - l_other
+    g1, g2 = gate1.double(), gate2.double()
+    x1, x2, m = x1.double(), x2.double(), mutual.double()
+    s = torch.sigmoid(m * (x1 + x2) / 2)
+    predicted = s * (1 - s) * m * (x1 - x2)
+    actual = g1 - g2
+    return PairKindActivity(
+        pairs=int(labels.numel()),
+        gate_std=float(g1.std(dim=1, correction=0).mean()),
+        gate_gap=float(actual.abs().mean()),
+        gate_far=float(((g1 - 0.5).abs() > 0.1).double().mean()),
+        self_wins=float((diff > 0).double().mean()),
+        mean_difference=float(diff.mean()),
+        logit_wins=float((gap > 0).double().mean()),
+        logit_gap=float(gap.mean()),
+        rank_loss=float(torch.relu(-diff + margin).mean()),
+        margin_met=float((diff >= margin).double().mean()),
+        feature_gap=float(((x1 - x2).norm(dim=1) / x1.norm(dim=1).clamp_min(1e-12)).mean()),
+        first_order_error=float((actual - predicted).norm() / actual.norm().clamp_min(1e-300)),
+    )
+
+
+@torch.no_grad()
+def gate_activity(model: torch.nn.Module, pooled: Tensor, labels: Tensor, *, margin: float = 0.05) -> GateActivity:
+    """Gate activity of an API-Net over pooled features ``[N, D]`` with ``labels [N]``, each image
+    paired as in training (:func:`apinet.pairs.mine_pairs`). Dropout is off for the measurement
+    (the model's train / eval mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        x = pooled.to(device).float()
+        y = labels.to(device).long()
+        intra, inter = mine_pairs(x, y)
+        kinds = {}
+        for name, partner in (("intra", intra), ("inter", inter)):
+            out = model.interact(x, x[partner])
+            kinds[name] = pair_kind_activity(x, x[partner], out.mutual, out.gate1, out.gate2, out.logits1_self,
+                                             out.logits1_other, y, margin=margin)
+        top1 = float((model.forward_head(x).argmax(1) == y).double().mean())
+    finally:
+        model.train(was_training)
+    a, e = kinds["intra"], kinds["inter"]
+    return GateActivity(
+        images=int(y.numel()), margin=margin,
+        gate_std=(a.gate_std + e.gate_std) / 2, gate_gap=(a.gate_gap + e.gate_gap) / 2,
+        gate_far=(a.gate_far + e.gate_far) / 2, test_path_top1=top1, intra=a, inter=e,
+    )

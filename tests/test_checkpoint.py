@@ -119,3 +119,24 @@ def test_pickle_with_payload_is_refused_and_never_executed(tmp_path):
 def test_card_can_be_read_alone(saved):
     _, path = saved
     assert load_card(path.with_suffix(".json"))["num_classes"] == 4
+
+
+def test_a_header_length_whose_low_byte_is_pickles_magic_byte_loads(tmp_path):
+    """One safetensors header size in 256 starts the file with 0x80, pickle's magic byte: it is a
+    safetensors file all the same (the interaction stage's demo checkpoint was one)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = APINet("resnet18", num_classes=3).eval()
+    path = tmp_path / "m.safetensors"
+    for pad in range(0, 512):
+        save_file(model.state_dict(), str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80" and path.read_bytes()[8:9] == b"{"
+    from apinet._io import file_sha256
+
+    card = {"format": "apinet-explorer/1", "config": model.config, "weights_sha256": file_sha256(path)}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    loaded, _ = load_model(path)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())

@@ -1,4 +1,4 @@
-"""``python -m apinet COMMAND``: train, evaluate, explain, evaluate-explanations, import-official, import-classifier, atlas.
+"""``python -m apinet COMMAND``: train, train-interaction, evaluate, explain, evaluate-explanations, import-official, import-classifier, atlas.
 
 The command table below names every command's module; each module holds only argument parsing and
 the call into the library (``register(subparsers)`` adds its parser with ``set_defaults(func=...)``).
@@ -14,12 +14,12 @@ import os
 import sys
 
 from ..errors import UserError
-from . import atlas, evaluate, explain, importers, metrics, train
+from . import atlas, evaluate, explain, importers, interaction, metrics, train
 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 #: Command modules in the order ``--help`` lists them.
-COMMANDS = (train, evaluate, explain, metrics, importers, atlas)
+COMMANDS = (train, interaction, evaluate, explain, metrics, importers, atlas)
 
 
 def build_parser() -> argparse.ArgumentParser:

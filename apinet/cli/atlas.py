@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from .._args import int_range
+from ._args import int_range
 from ..errors import UserError
 
 
