@@ -220,6 +220,7 @@ def _page() -> None:
         "tb": None,
     }
     state.restore_from_url(choices)
+    state.keep_tab_settings()
     default_base = _default(baselines, config.DEMO_BASELINE)
     first, second = _default_pair(gallery)
     defaults = {
@@ -338,6 +339,9 @@ def _page() -> None:
     )
     ctx = tabs.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
                         apinet=ckpt, baseline=base)
+    from app.tabs.export import remember_visit  # the multi-pair figure offers every pair opened
+
+    remember_visit(ctx)
     with slot_a:
         header.draw_image_card(ctx, "A")
     with slot_b:

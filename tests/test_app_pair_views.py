@@ -122,16 +122,20 @@ def test_contrast_tab_names_the_classes_and_its_numbers_are_the_logit_difference
     names = [md(e.class_names[t]) for t in e.targets]
     heads = " ".join(m.value for m in at.markdown)
     assert "Why A, not B?" in heads
-    assert f"**A** · {names[0]} not {names[1]}" in heads and f"**B** · {names[1]} not {names[0]}" in heads
+    assert f"**A** · {names[0]} − {names[1]}" in heads and f"**B** · {names[1]} − {names[0]}" in heads
     text = " ".join(_captions(at))
     a, b = e.targets
     for model, logits in (("apinet", e.logits), ("baseline", e.baseline_logits)):
         assert f"{model}/test/class_contrast" in e.contrast_cams
-        for i, (ca, cb) in ((1, (a, b)), (2, (b, a))):
+        for i, (ca, cb) in ((1, (a, b)), (2, (b, a))):  # each column: its own class minus the other's
             diff = float(logits[f"{i}_test"][ca]) - float(logits[f"{i}_test"][cb])
-            assert f"logit A − logit B = {diff:+.3f} (model: {diff:+.3f})" in text
-    assert "API-Net · class contrast W[A] − W[B] · test path" in heads
-    assert "Baseline · class contrast W[A] − W[B] · test path" in heads
+            own, other = md(e.class_names[ca]), md(e.class_names[cb])
+            assert f"logit[{own}] − logit[{other}] = {diff:+.3f} (model: {diff:+.3f})" in text
+            assert f"mean + (b[{own}] − b[{other}]) = " in text
+    assert "logit A − logit B" not in text and "b_A − b_B" not in text
+    assert "API-Net · class contrast W[own] − W[other] · test path" in heads
+    assert "Baseline · class contrast W[own] − W[other] · test path" in heads
+    assert "red raises A over B" not in heads
     assert "API-Net · Finer-CAM · test path" in heads
     assert text.count("Finer-CAM (raw, ReLU'd)") == 4  # API-Net and baseline, A and B
 
