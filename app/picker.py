@@ -63,7 +63,7 @@ def label_of(ref: str, gallery: resources.Gallery) -> str:
         return ref
     slug = "".join(c if c.isalnum() else "-" for c in item.class_name.lower())
     short = item.id.replace(slug, "").strip("_-") or item.id
-    return f"{item.class_name} · {short}"
+    return f"{short} · {item.class_name}"  # the id first: a narrow selector (a phone) still shows it
 
 
 def set_message(kind: str, text: str) -> None:
@@ -105,6 +105,7 @@ def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
         return
     gid = chosen.ref[len(GALLERY_PREFIX):] if chosen.ref.startswith(GALLERY_PREFIX) else None
     try:
+        bank = bank() if callable(bank) else bank  # main passes the feature bank lazily
         partners = resources.suggest_partners(loaded, bank, gallery, chosen.data, gid)
     except Exception as exc:  # an undecodable upload was already refused; anything else is reported
         set_message("error", f"Could not suggest a partner: {md(exc)}")

@@ -160,9 +160,9 @@ def test_upload_defaults_to_the_prediction_and_can_be_overridden(env):
     assert expl_pred == resources.predicted_class(ckpt.path, ckpt.sha256, hashlib.sha256(data).hexdigest(), data)
     options = at.selectbox(key="_explain_as_a").options
     names = _class_names(env)
-    assert options[expl_pred] == f"{names[expl_pred]} (predicted)"
+    assert options[expl_pred] == f"{names[expl_pred]} ✓"
     assert [o for o in options if "(" in o] == [options[expl_pred]]
-    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith("(label)")
+    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith(" ✓")
     # overriding an upload's class explains it as that class
     other = (expl_pred + 1) % len(names)
     at.selectbox(key="_explain_as_a").set_value(other).run()
