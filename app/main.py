@@ -291,7 +291,7 @@ def _page() -> None:
 
     _link_notes()
     st.html(_NARROW_CSS)
-    col_ab, col_r = st.columns([2.2, 1.45], gap="large")  # the pair's selectors get the room (#24)
+    col_ab, col_r = st.columns([2.25, 1.45], gap="large")  # the pair's selectors get the room (#24)
     col_a, col_b = col_ab.container(key="pair_ab").columns(2, gap="large")
     with col_a:
         picker.draw_selector("a", gallery)

@@ -66,6 +66,19 @@ def label_of(ref: str, gallery: resources.Gallery) -> str:
     return f"{short} · {item.class_name}"  # the id first: a narrow selector (a phone) still shows it
 
 
+def _without_common_prefix(labels: dict[str, str]) -> dict[str, str]:
+    """Gallery labels without the id prefix they all share ("test_0003 · …" -> "0003 · …"), so that a
+    narrow selector still shows the part of the id that tells images apart."""
+    import os
+
+    ids = {ref: text.split(" · ", 1)[0] for ref, text in labels.items() if ref.startswith(GALLERY_PREFIX)}
+    prefix = os.path.commonprefix(list(ids.values())) if len(ids) > 1 else ""
+    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-")) + 1]  # whole words only: "test_", not "test_00"
+    if not prefix:
+        return labels
+    return {ref: (text[len(prefix):] if ref in ids and ids[ref][len(prefix):] else text) for ref, text in labels.items()}
+
+
 def set_message(kind: str, text: str) -> None:
     st.session_state[_MESSAGE] = (kind, text)
 
@@ -159,6 +172,7 @@ def draw_selector(slot: str, gallery: resources.Gallery) -> None:
     """The "Image A" / "Image B" selector (this session's uploads, then the gallery)."""
     options = refs(gallery)
     labels = {ref: label_of(ref, gallery) for ref in options}  # resolved now, inside this session's run
+    labels = _without_common_prefix(labels)
     st.selectbox(f"Image {slot.upper()}", options, key=slot, format_func=lambda ref: labels.get(ref, ref))
 
 
