@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e import test_browser as _base
-from tests.e2e.test_browser import _no_exception, _png, wait_ready
+from tests.e2e.test_browser import _no_exception, wait_ready
 
 app_url, browser, defect_shots = _base.app_url, _base.browser, _base.shots
 
@@ -102,13 +102,27 @@ def test_phone_layout_at_390px(app_url, browser, defect_shots, scheme):
     page.close()
 
 
+def _slow_jpeg() -> bytes:
+    """A large noisy photo: decoding it takes long enough (three times: validation, prediction,
+    explanation) for the page to show its state between the new name and the new explanation."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (2800, 2800, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def test_an_upload_never_shows_the_old_picture_under_the_new_name(app_url, browser):
     page, run = _page(browser, app_url, DESKTOP)
     old = page.locator(".st-key-pair_ab [data-testid=stCaptionContainer]").first.inner_text()
     assert old.startswith("API-Net predicts")
     page.get_by_text("Upload your own two images").click()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').nth(0).set_input_files(
-        {"name": "fresh.png", "mimeType": "image/png", "buffer": _png(colour=(200, 30, 160))})
+        {"name": "fresh.jpg", "mimeType": "image/jpeg", "buffer": _slow_jpeg()})
     seen_new_name, stale = False, []
     for _ in range(200):  # watch the page while the new pair is explained
         state = page.evaluate("""() => {
@@ -117,7 +131,7 @@ def test_an_upload_never_shows_the_old_picture_under_the_new_name(app_url, brows
               .filter(el => el.querySelector('img, [data-testid=stCaptionContainer]'));
             return [box ? box.value : '', cards.filter(el => parseFloat(getComputedStyle(el).opacity) > 0.5)
               .map(el => el.innerText.slice(0, 60))]; }""")
-        if state[0] == "Uploaded: fresh.png":
+        if state[0] == "Uploaded: fresh.jpg":
             seen_new_name = True
             shown = [t for t in state[1] if t == old[:60]]
             if shown:
