@@ -117,8 +117,10 @@ def test_bad_tab_settings_in_a_link_fall_back_to_defaults(env):
     at.run()
     _ok(at)
     s = at.session_state
-    assert s.export_width == "double" and s.export_font == 7.0 and not s.large_maps if "large_maps" in s else True
-    assert at.radio(key="export_width").value == "double"
+    assert s.export_width == "single" and s.export_font == 7.0 and s.vec_order == "sorted by g₁" if "vec_order" in s \
+        else s.export_width == "single"
+    assert at.radio(key="export_width").value == "single"
+    assert at.select_slider(key="export_font").value == 7.0
 
 
 def test_export_offers_visited_pairs_slides_backgrounds_and_one_map(env):
