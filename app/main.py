@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from app import atlas_picker, atlas_source, config, header, picker, resources, state, tabs
+from app import atlas_picker, atlas_source, config, header, picker, resources, responsive, state, tabs
 from app import baselines as baselines_ui
 from app.text import md
 
@@ -162,6 +164,26 @@ def _link_notes() -> None:
         st.info(note, icon=":material/link_off:")
 
 
+_SHOWN_PAIR = "_shown_pair"  # session_state: (sha A, sha B) of the pair whose cards were last drawn
+
+
+def _pending_cards(image_a, image_b, slots) -> None:
+    """A new image (an upload, another gallery image): clear the old cards and summary at once, so the
+    old picture and prediction never stand under the new name while the new pair is explained (#24)."""
+    pair = (image_a.sha256, image_b.sha256)
+    if st.session_state.get(_SHOWN_PAIR) == pair:
+        return
+    st.session_state[_SHOWN_PAIR] = pair
+    for slot, image, tag in zip(slots, (image_a, image_b, None), ("A", "B", None)):
+        with slot.container():
+            if tag is None:
+                st.caption("Explaining the new pair…")
+                continue
+            st.markdown(f'<span class="apinet-tag apinet-{tag.lower()}">{tag}</span> **{md(image.name)}**',
+                        unsafe_allow_html=True)
+            st.caption("Explaining… (the picture and prediction appear when the model has run)")
+
+
 def _default_target(image, ckpt) -> int:
     """An image's default reference class: its gallery label, or API-Net's prediction for an upload."""
     if image.label is not None:
@@ -192,8 +214,9 @@ def _reference_class(slot: str, image, default: int, names: list[str]) -> int:
     value = default if override is None else override
     st.session_state[f"_explain_as_{slot}"] = value
     why = "label" if image.label is not None else "predicted"
-    st.selectbox(f"Explain {slot.upper()} as", list(range(len(names))), key=f"_explain_as_{slot}",
-                 format_func=lambda i: " ".join(str(names[i]).split()) + (f" ({why})" if i == default else ""),
+    # "✓" marks the default (a short mark: "(label)" pushed long class names out of the box, #24)
+    st.selectbox(f"Explain {slot.upper()} as (✓ {why})", list(range(len(names))), key=f"_explain_as_{slot}",
+                 format_func=lambda i: " ".join(str(names[i]).split()) + (" ✓" if i == default else ""),
                  on_change=_set_target, args=(slot, default, image.ref),
                  help="The reference class of this image's maps and scores (default: its "
                       + ("gallery label" if image.label is not None else "class as API-Net predicts it") + "). "
@@ -219,13 +242,15 @@ def _page() -> None:
     apinets = [c for c in found if c.architecture == "apinet"]
     baselines = [c for c in found if c.architecture == "baseline"]
 
+    responsive.inject()
     st.title("API-Net Explorer")
-    st.markdown(
+    intro = st.container(key="page_intro")
+    intro.markdown(
         "How **Attentive Pairwise Interaction** (Zhuang et al., AAAI 2020) compares two images: a mutual "
         "vector learned from both, a gate per image, and the channels the gates pick — next to a plain "
         "baseline on the same backbone."
     )
-    st.caption(START_HERE)
+    intro.caption(START_HERE)
     if not apinets:
         _missing_checkpoints(paths, problems)
         return
@@ -256,6 +281,7 @@ def _page() -> None:
         "tb": None,
     }
     state.restore_from_url(choices)
+    state.keep_tab_settings()
     default_base = _default(baselines, config.DEMO_BASELINE)
     first, second = _default_pair(gallery)
     defaults = {
@@ -277,12 +303,15 @@ def _page() -> None:
     _skipped_note(problems)
 
     try:
-        with st.spinner("Loading models and the gallery's feature bank (once per checkpoint)…"):
+        with st.spinner("Loading the models (once per checkpoint)…"):
             loaded = resources.load_checkpoint(ckpt.path, ckpt.sha256)
             if base is not None:
                 resources.load_checkpoint(base.path, base.sha256)
+            # The gallery's feature bank (one forward pass per gallery image) serves only the partner
+            # suggestions: computed on the first press of "Same-class B" / "Other-class B", not before
+            # the first page (issue #24: it was most of the first page's time). An atlas stores it.
             bank = gallery.bank if atlas is not None else \
-                resources.feature_bank(ckpt.path, ckpt.sha256, str(paths.gallery), gallery.key)
+                functools.partial(resources.feature_bank, ckpt.path, ckpt.sha256, str(paths.gallery), gallery.key)
     except Exception as exc:  # CheckpointError, out of memory, ...: a message, never a traceback
         st.error(f"Could not load the checkpoint: {md(str(exc)[:400])}", icon=":material/error:")
         st.code(config.TRAIN_COMMAND, language="bash")
@@ -297,22 +326,23 @@ def _page() -> None:
 
     _link_notes()
     st.html(_NARROW_CSS)
-    col_ab, col_r = st.columns([2, 1.45], gap="large")
+    col_ab, col_r = st.columns([2.25, 1.45], gap="large")  # the pair's selectors get the room (#24)
     col_a, col_b = col_ab.container(key="pair_ab").columns(2, gap="large")
     with col_a:
         picker.draw_selector("a", gallery)
         target_a = st.container()
-        slot_a = st.container()
+        slot_a = st.empty()
     with col_b:
         picker.draw_selector("b", gallery)
         target_b = st.container()
-        slot_b = st.container()
+        slot_b = st.empty()
     with col_r:
-        picker.draw_actions(gallery, loaded, bank)
-        strongest.draw_buttons(gallery, ckpt, str(paths.gallery))
+        with st.container(key="pair_actions"):
+            picker.draw_actions(gallery, loaded, bank)
+            strongest.draw_buttons(gallery, ckpt, str(paths.gallery))
         picker.show_message()
         status_slot = st.container()
-        summary_slot = st.container()
+        summary_slot = st.container(key="pair_summary").empty()
     browser = st.expander("Browse the gallery by class" if atlas is None else "Browse and search the atlas",
                           icon=":material/photo_library:", key="browse_open", on_change="rerun")
     if browser.open:  # the thumbnail grid runs only while it is open
@@ -330,6 +360,7 @@ def _page() -> None:
         st.info("Choose image A and image B to start.")
         return
 
+    _pending_cards(image_a, image_b, (slot_a, slot_b, summary_slot))
     names = list(loaded.class_names)
     try:  # an upload's default reference class is API-Net's prediction: a forward pass that may refuse it
         default1, default2 = _default_target(image_a, ckpt), _default_target(image_b, ckpt)
@@ -377,11 +408,14 @@ def _page() -> None:
     )
     ctx = tabs.Context(expl=expl, settings=settings, image_a=image_a, image_b=image_b,
                         apinet=ckpt, baseline=base, atlas=atlas, atlas_note=atlas_choice.refused)
-    with slot_a:
+    from app.tabs.export import remember_visit  # the multi-pair figure offers every pair opened
+
+    remember_visit(ctx)
+    with slot_a.container():
         header.draw_image_card(ctx, "A")
-    with slot_b:
+    with slot_b.container():
         header.draw_image_card(ctx, "B")
-    with summary_slot:
+    with summary_slot.container():
         header.draw_pair_summary(ctx)
     from app.tabs import whatif
 

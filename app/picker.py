@@ -69,7 +69,20 @@ def label_of(ref: str, gallery: resources.Gallery) -> str:
         return ref
     slug = "".join(c if c.isalnum() else "-" for c in item.class_name.lower())
     short = item.id.replace(slug, "").strip("_-") or item.id
-    return f"{item.class_name} · {short}"
+    return f"{short} · {item.class_name}"  # the id first: a narrow selector (a phone) still shows it
+
+
+def _without_common_prefix(labels: dict[str, str]) -> dict[str, str]:
+    """Gallery labels without the id prefix they all share ("test_0003 · …" -> "0003 · …"), so that a
+    narrow selector still shows the part of the id that tells images apart."""
+    import os
+
+    ids = {ref: text.split(" · ", 1)[0] for ref, text in labels.items() if ref.startswith(GALLERY_PREFIX)}
+    prefix = os.path.commonprefix(list(ids.values())) if len(ids) > 1 else ""
+    prefix = prefix[: max(prefix.rfind("_"), prefix.rfind("-")) + 1]  # whole words only: "test_", not "test_00"
+    if not prefix:
+        return labels
+    return {ref: (text[len(prefix):] if ref in ids and ids[ref][len(prefix):] else text) for ref, text in labels.items()}
 
 
 def set_message(kind: str, text: str) -> None:
@@ -116,6 +129,7 @@ def _suggest(kind: str, loaded, bank, gallery: resources.Gallery) -> None:
         return
     gid = chosen.ref[len(GALLERY_PREFIX):] if chosen.ref.startswith(GALLERY_PREFIX) else None
     try:
+        bank = bank() if callable(bank) else bank  # main passes the feature bank lazily
         partners = resources.suggest_partners(loaded, bank, gallery, chosen.data, gid)
     except Exception as exc:  # an undecodable upload was already refused; anything else is reported
         set_message("error", f"Could not suggest a partner: {md(exc)}")
@@ -172,6 +186,7 @@ def draw_selector(slot: str, gallery: resources.Gallery) -> None:
         current = [st.session_state.get(s) for s in ("a", "b") if st.session_state.get(s) in options[_MAX_OPTIONS:]]
         options = options[:_MAX_OPTIONS] + current
     labels = {ref: label_of(ref, gallery) for ref in options}  # resolved now, inside this session's run
+    labels = _without_common_prefix(labels)
     st.selectbox(f"Image {slot.upper()}", options, key=slot, format_func=lambda ref: labels.get(ref, ref))
 
 

@@ -16,8 +16,8 @@ import streamlit as st
 
 from app import config
 
-__all__ = ["GALLERY_PREFIX", "LINK_NOTES", "PARAMS", "TAB_PARAM", "UPLOAD_PREFIX", "ensure_defaults",
-           "restore_from_url", "write_url"]
+__all__ = ["GALLERY_PREFIX", "LINK_NOTES", "PARAMS", "TAB_PARAM", "TAB_PARAMS", "UPLOAD_PREFIX", "ensure_defaults",
+           "keep_tab_settings", "restore_from_url", "write_url"]
 
 GALLERY_PREFIX = "g:"
 UPLOAD_PREFIX = "u:"
@@ -80,6 +80,64 @@ def _whatif(text: str) -> str:
     return format_interventions(parse_interventions(text))
 
 
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(text)
+    return text == "1"
+
+
+def _dump_flag(value: Any) -> str:
+    return "1" if value else "0"
+
+
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+def _listed(text: str, module: str, name: str) -> str:
+    import importlib
+
+    if text not in getattr(importlib.import_module(module), name):
+        raise ValueError(text)
+    return text
+
+
+def _font(text: str) -> float:
+    value = float(text)
+    if value not in (7.0, 8.0, 9.0, 10.0, 12.0, 14.0):
+        raise ValueError(text)
+    return value
+
+
+def _dpi(text: str) -> int:
+    value = int(text)
+    if value not in (150, 200, 300, 600):
+        raise ValueError(text)
+    return value
+
+
+#: Settings kept inside the tabs (issue #24): the open tab may not draw their widgets, so
+#: :func:`keep_tab_settings` carries them over every run, and a shared link brings them back.
+TAB_PARAMS: tuple[Param, ...] = (
+    Param("contrast_outline", _flag, _dump_flag),  # Why A, not B: outline the part that differs
+    Param("exact_outline", _flag, _dump_flag),  # Exact maps: the same toggle
+    Param("match_row", _int_in(0, 1 << 10)),  # Where does it match?: the clicked cell
+    Param("match_col", _int_in(0, 1 << 10)),
+    Param("match_reverse", _flag, _dump_flag),
+    Param("large_maps", _flag, _dump_flag),
+    Param("vec_order", lambda text: _listed(text, "app.tabs.gates", "ORDERS")),  # Mutual & gates: channel order
+    Param("export_view", lambda text: _listed(text, "apinet.render", "VIEWS")),
+    Param("export_width", _one_of("single", "double", "slide")),
+    Param("export_font", _font, lambda v: f"{float(v):g}"),
+    Param("export_dpi", _dpi),
+    Param("export_bg", _one_of("white", "transparent", "dark")),
+)
+
 PARAMS: tuple[Param, ...] = (
     Param("ckpt", str),
     Param("base", str),
@@ -102,8 +160,16 @@ PARAMS: tuple[Param, ...] = (
     Param("atlas", str),
     Param("dview", str),
     Param("dcolour", str),
-)
+) + TAB_PARAMS
 _BY_KEY = {p.key: p for p in PARAMS}
+
+
+def keep_tab_settings() -> None:
+    """Carry the tabs' settings (:data:`TAB_PARAMS`) over this run: Streamlit forgets a widget's value
+    after a run that does not draw the widget (another tab is open); assigning it again keeps it."""
+    for param in TAB_PARAMS:
+        if param.key in st.session_state:
+            st.session_state[param.key] = st.session_state[param.key]
 
 
 def restore_from_url(choices: dict[str, Sequence[Any] | None]) -> None:

@@ -24,7 +24,8 @@ def large_maps() -> bool:
     """A toggle above a map grid: fewer maps per row, each drawn about twice as wide."""
     import streamlit as st
 
-    return st.toggle("Large maps", key=LARGE_MAPS_KEY, value=False,
+    st.session_state.setdefault(LARGE_MAPS_KEY, False)  # no value=: a shared link may have set it
+    return st.toggle("Large maps", key=LARGE_MAPS_KEY,
                      help="Fewer maps per row, about twice as wide (two pairs per row; three channels).")
 
 

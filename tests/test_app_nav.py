@@ -122,7 +122,7 @@ def test_reference_class_selectors_change_the_targets_and_the_link(env):
     _ok(at)
     label_a, label_b = _label_of(env, at.session_state.a), _label_of(env, at.session_state.b)
     box = at.selectbox(key="_explain_as_a")
-    assert box.label == "Explain A as" and box.value == label_a
+    assert box.label == "Explain A as (✓ label)" and box.value == label_a
     assert at.selectbox(key="_explain_as_b").value == label_b
     assert "ta" not in at.query_params  # the default is not written
     assert f"A → **{names[label_a]}**".replace("-", "\\-") in _text(at)
@@ -160,9 +160,9 @@ def test_upload_defaults_to_the_prediction_and_can_be_overridden(env):
     assert expl_pred == resources.predicted_class(ckpt.path, ckpt.sha256, hashlib.sha256(data).hexdigest(), data)
     options = at.selectbox(key="_explain_as_a").options
     names = _class_names(env)
-    assert options[expl_pred] == f"{names[expl_pred]} (predicted)"
-    assert [o for o in options if "(" in o] == [options[expl_pred]]
-    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith("(label)")
+    assert options[expl_pred] == f"{names[expl_pred]} ✓"
+    assert [o for o in options if o.endswith(" ✓")] == [options[expl_pred]]
+    assert at.selectbox(key="_explain_as_b").options[_label_of(env, at.session_state.b)].endswith(" ✓")
     # overriding an upload's class explains it as that class
     other = (expl_pred + 1) % len(names)
     at.selectbox(key="_explain_as_a").set_value(other).run()

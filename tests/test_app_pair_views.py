@@ -122,16 +122,20 @@ def test_contrast_tab_names_the_classes_and_its_numbers_are_the_logit_difference
     names = [md(e.class_names[t]) for t in e.targets]
     heads = " ".join(m.value for m in at.markdown)
     assert "Why A, not B?" in heads
-    assert f"**A** · {names[0]} not {names[1]}" in heads and f"**B** · {names[1]} not {names[0]}" in heads
+    assert f"**A** · {names[0]} − {names[1]}" in heads and f"**B** · {names[1]} − {names[0]}" in heads
     text = " ".join(_captions(at))
     a, b = e.targets
     for model, logits in (("apinet", e.logits), ("baseline", e.baseline_logits)):
         assert f"{model}/test/class_contrast" in e.contrast_cams
-        for i, (ca, cb) in ((1, (a, b)), (2, (b, a))):
+        for i, (ca, cb) in ((1, (a, b)), (2, (b, a))):  # each column: its own class minus the other's
             diff = float(logits[f"{i}_test"][ca]) - float(logits[f"{i}_test"][cb])
-            assert f"logit A − logit B = {diff:+.3f} (model: {diff:+.3f})" in text
-    assert "API-Net · class contrast W[A] − W[B] · test path" in heads
-    assert "Baseline · class contrast W[A] − W[B] · test path" in heads
+            own, other = md(e.class_names[ca]), md(e.class_names[cb])
+            assert f"logit[{own}] − logit[{other}] = {diff:+.3f} (model: {diff:+.3f})" in text
+            assert f"mean + (b[{own}] − b[{other}]) = " in text
+    assert "logit A − logit B" not in text and "b_A − b_B" not in text
+    assert "API-Net · class contrast W[own] − W[other] · test path" in heads
+    assert "Baseline · class contrast W[own] − W[other] · test path" in heads
+    assert "red raises A over B" not in heads
     assert "API-Net · Finer-CAM · test path" in heads
     assert text.count("Finer-CAM (raw, ReLU'd)") == 4  # API-Net and baseline, A and B
 
@@ -177,7 +181,10 @@ def test_match_tab_shows_the_correspondence_of_the_picked_cell_and_is_fast(env):
         cell = re.search(r"cell \*\*\((\d+), (\d+)\)\*\*, cosine \*\*(-?\d\.\d{3})\*\*", line)
         return (int(cell.group(1)), int(cell.group(2))), float(cell.group(3))
 
-    assert at.slider(key="match_row").value == h // 2 and at.slider(key="match_col").value == w // 2
+    from apinet.explain import start_cell
+
+    start = start_cell(e, 1)  # issue #24: a cell on the object, not the centre
+    assert (at.slider(key="match_row").value, at.slider(key="match_col").value) == start
     seen = set()
     timings = []
     for row, col in ((0, 0), (h - 1, w - 1), (1, 2), (2, 1)):
@@ -194,7 +201,7 @@ def test_match_tab_shows_the_correspondence_of_the_picked_cell_and_is_fast(env):
     at.toggle(key="match_reverse").set_value(True)
     at.run()
     _ok(at)
-    ref = correspondence_map(e, 2, 2, 1)
+    ref = correspondence_map(e, 2, *start_cell(e, 2))  # the reverse direction starts on B's object
     assert shown()[0] == ref.best
     assert "Best match on A" in " ".join(m.value for m in at.markdown)
     # the clickable picture: one marker per feature cell at the cell centres (display pixels)

@@ -177,7 +177,7 @@ def test_titles_are_human_readable_and_letters_sit_beside_them():
     assert rows.count("pair 1") == rows.count("pair 2") == 1
     channels = " ".join(t.get_text().replace("\n", " ") for t, _ in _texts(pair_figure(e, "channels"))[1])
     top = int(e.channels["apinet_gate1"].indices[0])
-    assert f"channel {top} (g1 {e.gate1[top]:.2f})" in channels
+    assert f"channel {top} (g₁ {e.gate1[top]:.2f})" in channels
     # Letter a belongs to the images column, b to the first map: each left of its image, at its top.
     letters = {t.get_text(): (t, box) for t, box in texts if len(t.get_text()) == 1 and t.get_fontweight() == "bold"}
     assert {"a", "b", "c", "d"} <= set(letters)

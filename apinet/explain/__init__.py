@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .cams import CAM_LABELS, CAM_METHODS, CAM_NOTE, PairSelfLogits
 from .channels import RANKINGS, contributions, gate_topk_channels, ranking_order
-from .correspondence import CorrespondenceMap, correspondence_map, feature_cell
+from .correspondence import CorrespondenceMap, correspondence_map, feature_cell, start_cell
 from .exact import class_contrast_maps, exact_cams
 from .keys import CamKey, CamPath, ChannelSet, ContrastMethod, ExactKey, ExactKind, LtpaKey, LtpaKind, ModelName
 from .maps import A2StageMaps, AttentionMap, CamMaps, ChannelMaps, ContrastMaps, ExactMap
@@ -76,6 +76,7 @@ __all__ = [
     "class_contrast_maps",
     "contributions",
     "correspondence_map",
+    "start_cell",
     "default_preprocess",
     "exact_cams",
     "explain_pair",

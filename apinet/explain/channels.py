@@ -114,7 +114,7 @@ def channel_sets(k: int, rank_by: str, x1, x2, g1, g2, xm, maps: np.ndarray,
         sets[ChannelSet.BASELINE_TOP] = ChannelMaps(
             indices=i1, scores=s1, maps1=bmaps[0, i1], maps2=bmaps[1, i2],
             label=f"baseline top-{len(i1)} channels (per image)",
-            ranking="top-k of each image's own pooled activation (indices for image 1, indices2 for image 2)",
+            ranking="top-k of each image's own pooled activation x (A's channels and B's channels ranked separately)",
             indices2=i2, scores2=s2)
         idx = sets[ChannelSet.APINET_GATE1].indices
         if bmaps.shape[1] > int(idx.max()):

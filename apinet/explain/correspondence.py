@@ -16,7 +16,7 @@ import numpy as np
 
 from ._util import upsample
 
-__all__ = ["CorrespondenceMap", "correspondence_map", "feature_cell", "unit_vectors"]
+__all__ = ["CorrespondenceMap", "correspondence_map", "feature_cell", "start_cell", "unit_vectors"]
 
 
 def unit_vectors(features: np.ndarray) -> np.ndarray:
@@ -85,3 +85,20 @@ def correspondence_map(expl, image: int, row: int, col: int) -> CorrespondenceMa
         similarity=sim.astype(np.float32), source=image, target=3 - image, row=int(row), col=int(col),
         best=(int(best[0]), int(best[1])), size=size,  # type: ignore[arg-type]
         label=f"cosine similarity of image {image}'s feature at cell ({row}, {col}) to image {3 - image}")
+
+
+def start_cell(expl, image: int) -> tuple[int, int]:
+    """A cell of image ``image`` worth starting from: where its exact pair-path self map (its own class's
+    logit per position) is largest, so the object rather than the background; without exact maps, the
+    cell whose best match on the partner is the most similar (ties: the first in row-major order)."""
+    units = _units(expl, image)
+    h, w, d = units.shape
+    exact = (getattr(expl, "exact_cams", None) or {}).get(f"{image}_self")
+    raw = getattr(exact, "raw", exact)
+    if isinstance(raw, np.ndarray) and raw.shape == (h, w) and np.isfinite(raw).all():
+        best = np.unravel_index(int(np.argmax(raw)), raw.shape)
+        return int(best[0]), int(best[1])
+    partner = _units(expl, 3 - image).reshape(-1, d).astype(np.float32)
+    sim = units.reshape(-1, d).astype(np.float32) @ partner.T
+    best = np.unravel_index(int(np.argmax(sim.max(axis=1))), (h, w))
+    return int(best[0]), int(best[1])

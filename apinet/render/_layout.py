@@ -40,20 +40,59 @@ def _keep_together(text: str) -> str:
     """Non-breaking spaces inside "(g1 0.62)", "channel 637" and "493 / 1227" (textwrap only breaks
     at ASCII whitespace)."""
     text = re.sub(r"\([^()]*\)", lambda m: m.group(0).replace(" ", _NBSP), text)
-    text = re.sub(r"\b(channels?|image) (\d+)", rf"\1{_NBSP}\2", text)
+    text = re.sub(r"\b(channels?|image|[AB]) (\d+)", rf"\1{_NBSP}\2", text)
     return re.sub(r"(\d) / (\d)", rf"\1{_NBSP}/{_NBSP}\2", text)
+
+
+def _split_group(group: str, chars: int) -> list[str]:
+    """A kept-together group too wide for a line, split at its non-breaking spaces only (greedily):
+    a number or a word is never cut ("889" never becomes "88" / "9")."""
+    out: list[str] = []
+    for piece in group.split(_NBSP):
+        if out and len(out[-1]) + 1 + len(piece) <= chars:
+            out[-1] += _NBSP + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _split_word(word: str, chars: int) -> list[str]:
+    """A single word wider than a line: split after its hyphens ("Double-" "barred"), else kept whole
+    (it may overhang its panel a little rather than read as two words)."""
+    if "-" not in word.strip("-"):
+        return [word]
+    parts = re.findall(r"[^-]*-|[^-]+$", word)
+    out: list[str] = []
+    for part in parts:
+        if out and len(out[-1]) + len(part) <= chars:
+            out[-1] += part
+        else:
+            out.append(part)
+    return out
 
 
 def wrap(text: str, inches: float, settings: FigureSettings) -> str:
     """``text`` broken into lines that fit ``inches`` at the figure's font size (0.6 em per character:
-    DejaVu Sans averages about 0.55)."""
+    DejaVu Sans averages about 0.55). Lines break only at spaces (and after hyphens of a word too long
+    for a line), never inside a number or a word."""
     chars = max(4, int(inches * 72 / (0.6 * settings.font_size)))
     lines: list[str] = []
     for part in str(text).split("\n"):
-        words = [w if len(w) <= chars * 1.2 else textwrap.fill(w, chars)
-                 for w in _keep_together(part).split(" ")]
-        lines.extend(textwrap.wrap(" ".join(words), chars, break_long_words=False, break_on_hyphens=False)
-                     or [""])
+        words: list[str] = []
+        for group in _keep_together(part).split(" "):
+            if len(group) <= chars * 1.2:
+                words.append(group)
+                continue
+            for piece in _split_group(group, chars):
+                words.extend(_split_word(piece, chars) if len(piece) > chars * 1.2 else [piece])
+        joined = " ".join(words)
+        out: list[str] = []
+        for word in joined.split(" "):  # greedy; a hyphen split above leaves no space, so re-join it
+            if out and len(out[-1]) + 1 + len(word) <= chars:
+                out[-1] += " " + word
+            else:
+                out.append(word)
+        lines.extend(out or [""])
     return "\n".join(lines).replace(_NBSP, " ")
 
 
@@ -265,7 +304,7 @@ def block_height(block: Block, side: float, settings: FigureSettings) -> float:
 
 def image_title(expl: PairExplanation, i: int) -> str:
     names = expl.class_names
-    return f"image {i}: {names[expl.targets[i - 1]]}"
+    return f"{'AB'[i - 1]}: {names[expl.targets[i - 1]]}"
 
 
 def draw_block(sf, block: Block, side: float, cols: int, settings: FigureSettings) -> None:
@@ -331,18 +370,29 @@ def _style_axis(ax, settings: FigureSettings) -> None:
         ax.spines[side].set_visible(False)
 
 
+def gate_channels(expl: PairExplanation, k: int) -> tuple[list[int], int]:
+    """The channels of the gates panel: the top-k of g₁ (A's gate), then those of g₂'s top-k (B's
+    gate) that are not among them; and how many of the first kind there are."""
+    c1, c2 = expl.channels.get("apinet_gate1"), expl.channels.get("apinet_gate2")
+    top1 = [int(i) for i in (c1.indices if c1 is not None else np.asarray(expl.gate_order1))[:k]]
+    top2 = [int(i) for i in (c2.indices if c2 is not None else np.asarray(expl.gate_order2))[:k]]
+    return top1 + [i for i in top2 if i not in top1], len(top1)
+
+
 def gate_bars(ax, expl: PairExplanation, settings: FigureSettings, width_in: float) -> None:
-    """Gate values g1, g2 at the top-k channels of g1; the legend above the axes, not on the bars."""
-    c = expl.channels.get("apinet_gate1")
-    idx = c.indices[: settings.k] if c is not None else np.asarray(expl.gate_order1)[: settings.k]
+    """Gate values g₁, g₂ at the top-k channels of both gates (A's first); the legend above the axes."""
+    idx, n1 = gate_channels(expl, settings.k)
     pos = np.arange(len(idx))
-    ax.bar(pos - 0.2, expl.gate1[idx], 0.4, label="g1 (image 1)", color="#1b6ca8")
-    ax.bar(pos + 0.2, expl.gate2[idx], 0.4, label="g2 (image 2)", color="#e07b39")
+    ax.bar(pos - 0.2, expl.gate1[idx], 0.4, label="g₁ (A's gate)", color="#1b6ca8")
+    ax.bar(pos + 0.2, expl.gate2[idx], 0.4, label="g₂ (B's gate)", color="#e07b39")
+    if n1 < len(idx):  # where B's top channels begin
+        ax.axvline(n1 - 0.5, color="0.6", linewidth=0.6, linestyle=":")
     labels = [str(int(i)) for i in idx]
     widest = max(len(s) for s in labels) * 0.6 * settings.font_size / 72 + 0.06
     ax.set_xticks(pos, labels, rotation=0 if widest * len(idx) < width_in * 0.9 else 90)
-    ranked_by = {"gate_x_activation": "g1·x1", "contribution": "W(1+g1)x1"}.get((expl.settings or {}).get("rank_by"), "g1")
-    ax.set_xlabel(f"channel (top-{len(idx)} of {ranked_by})", fontsize=settings.font_size)
+    ranked_by = {"gate_x_activation": "g·x", "contribution": "W(1+g)x"}.get((expl.settings or {}).get("rank_by"), "g")
+    more = f", then of g₂ (B)" if n1 < len(idx) else " = of g₂ (B)"
+    ax.set_xlabel(f"channel: top-{n1} of g₁ (A){more} by {ranked_by}", fontsize=settings.font_size)
     ax.set_ylabel("gate value", fontsize=settings.font_size)
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.6, len(idx) - 0.4)
@@ -354,12 +404,12 @@ def gate_bars(ax, expl: PairExplanation, settings: FigureSettings, width_in: flo
 def score_bars(ax, expl: PairExplanation, settings: FigureSettings) -> None:
     """p(reference class) of each image through its own gate (self) and its partner's (other)."""
     values = [expl.p_self1, expl.p_other1, expl.p_self2, expl.p_other2]
-    labels = ["image 1\nself", "image 1\nother", "image 2\nself", "image 2\nother"]
+    labels = ["A\nself", "A\nother", "B\nself", "B\nother"]
     ax.bar(np.arange(4), values, color=["#1b6ca8", "#8fb8d8", "#e07b39", "#f0bd9c"])
     ax.set_xticks(np.arange(4), labels)
     ax.set_ylim(0, 1)
     ax.set_ylabel("p(reference class)", fontsize=settings.font_size)
-    ax.set_xlabel(f"ranking terms {expl.rank_term1:.3f} / {expl.rank_term2:.3f}", fontsize=settings.font_size)
+    ax.set_xlabel(f"ranking terms A {expl.rank_term1:.3f}, B {expl.rank_term2:.3f}", fontsize=settings.font_size)
     _style_axis(ax, settings)
 
 
@@ -399,6 +449,31 @@ def _square_deficit(fig) -> float:
         worst = max(worst, cell_w - cell_h)
         rows.add((id(sub), round(box.y0, 3)))
     return worst * len(rows)
+
+
+def _text_span(fig) -> tuple[float, float]:
+    """Lowest and highest pixel of any drawn text (the canvas is drawn first)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hidden = {id(t) for ax in fig.get_axes() if not ax.axison
+              for t in ax.xaxis.findobj(Text) + ax.yaxis.findobj(Text)}  # tick labels never drawn
+    low, high = 0.0, fig.bbox.height
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and id(t) not in hidden:
+            box = t.get_window_extent(renderer)
+            low, high = min(low, box.y0), max(high, box.y1)
+    return low, high
+
+
+def texts_inside(fig) -> bool:
+    """Whether every text lies inside the canvas at the figure's current size."""
+    low, high = _text_span(fig)
+    return low >= -0.5 and high <= fig.bbox.height + 0.5
 
 
 def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _layout as L
 from .overlays import colormap_lut, is_diverging
-from .panels import Panel, assign_ranges, display_maps, render_overlays, summary_panels
+from .panels import Panel, assign_ranges, channel_heading, display_maps, render_overlays, summary_panels
 from .scales import check_scope
 from .views import get_view
 
@@ -25,10 +25,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..explain import PairExplanation
 
-__all__ = ["FIGURE_WIDTHS", "MIN_FONT_SIZE", "FigureSettings", "multi_pair_figure", "pair_figure", "save_figure"]
+__all__ = ["BACKGROUNDS", "FIGURE_WIDTHS", "MIN_FONT_SIZE", "PRESETS", "SLIDE_SIZE", "FigureSettings",
+           "multi_pair_figure", "pair_figure", "save_figure"]
 
-#: Named figure widths in inches: one column and two columns of a two-column paper.
-FIGURE_WIDTHS: dict[str, float] = {"single": 3.3, "double": 6.9}
+#: Named figure widths in inches: one column and two columns of a two-column paper, a 16:9 slide.
+FIGURE_WIDTHS: dict[str, float] = {"single": 3.3, "double": 6.9, "slide": 13.333}
+#: A 16:9 slide (PowerPoint / Keynote / Beamer "widescreen"), inches: ``width="slide"`` figures are this size.
+SLIDE_SIZE = (13.333, 7.5)
+#: Figure backgrounds: white (print), transparent (PNG / SVG / PDF over any slide), dark (dark slides).
+BACKGROUNDS = ("white", "transparent", "dark")
+#: Named starting points for FigureSettings (:meth:`FigureSettings.preset`).
+PRESETS: dict[str, dict[str, Any]] = {
+    "single": {"width": "single", "font_size": 7.0},
+    "double": {"width": "double", "font_size": 7.0},
+    "slide": {"width": "slide", "font_size": 12.0, "panel_inches": 2.6},
+}
+_DARK = {"figure.facecolor": "#0e1117", "axes.facecolor": "#0e1117", "savefig.facecolor": "#0e1117",
+         "text.color": "#f0f2f6", "axes.labelcolor": "#f0f2f6", "axes.edgecolor": "#c9d1d9",
+         "xtick.color": "#c9d1d9", "ytick.color": "#c9d1d9", "legend.labelcolor": "#f0f2f6"}
+_CLEAR = {"figure.facecolor": (1, 1, 1, 0), "axes.facecolor": (1, 1, 1, 0), "savefig.facecolor": (1, 1, 1, 0)}
 #: The smallest font size a figure may use, in points (at the figure's printed size).
 MIN_FONT_SIZE = 7.0
 
@@ -69,6 +84,7 @@ class FigureSettings:
     cam_keys: list[str] | None = None  # None: all
     width: str | float = "double"  # "single" (3.3 in), "double" (6.9 in) or inches: the figure's largest width
     diverging_cmap: str = "RdBu_r"  # for signed maps (centred at 0, symmetric limits)
+    background: str = "white"  # one of BACKGROUNDS
 
     def __post_init__(self) -> None:
         check_scope(self.scope)
@@ -82,6 +98,25 @@ class FigureSettings:
         if not 0.3 <= self.panel_inches <= 10:
             raise ValueError(f"panel_inches must be from 0.3 to 10, got {self.panel_inches}")
         parse_width(self.width)
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> FigureSettings:
+        """Settings of a named preset (:data:`PRESETS`: ``single``, ``double``, ``slide``) with overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def is_slide(self) -> bool:
+        return self.width == "slide"
+
+    def rc(self) -> dict[str, Any]:
+        """The matplotlib rc parameters of these settings (font, background, text colours)."""
+        rc: dict[str, Any] = {"font.size": self.font_size, "font.family": self.font_family}
+        rc.update(_DARK if self.background == "dark" else _CLEAR if self.background == "transparent" else {})
+        return rc
 
     @property
     def width_inches(self) -> float:
@@ -160,19 +195,57 @@ def _map_figure(sections: list[L.Section], settings: FigureSettings, letter_per_
 def pair_figure(expl: PairExplanation, view: str | None = None,
                 settings: FigureSettings | None = None) -> Figure:
     """A publication figure of one view of ``expl`` (``view`` overrides ``settings.view``)."""
-    from matplotlib import rc_context
-
     settings = settings or FigureSettings()
     view = get_view(view or settings.view).slug
-    with rc_context({"font.size": settings.font_size, "font.family": settings.font_family}):
+    return _slide_sized(lambda s: _pair_figure(expl, view, s), settings)
+
+
+def _slide_sized(make, settings: FigureSettings) -> Figure:
+    """``make(settings)``; for a slide, exactly :data:`SLIDE_SIZE`: laid out narrower until it is no
+    taller than the slide (maps shrink, text does not), then placed on the 16:9 page."""
+    from dataclasses import replace
+
+    fig = make(settings)
+    if not settings.is_slide:
+        return fig
+    current = settings
+    for _ in range(10):
+        height = fig.get_figheight()
+        if height <= SLIDE_SIZE[1] + 1e-3:
+            break
+        r = min(0.95, (SLIDE_SIZE[1] / height) ** 2)
+        # Maps shrink with a narrower layout (summary: the bar charts set the width) or with a smaller
+        # panel side (many columns); take whichever is shorter.
+        tries = []
+        if current.width_inches * r >= 4.0:
+            tries.append(replace(current, width=round(current.width_inches * r, 3)))
+        if current.panel_inches * r >= 0.4:
+            tries.append(replace(current, panel_inches=current.panel_inches * r))
+        if not tries:
+            break
+        made = [(make(t), t) for t in tries]
+        fig, current = min(made, key=lambda m: m[0].get_figheight())
+    taller = fig.get_figheight()
+    fig.set_size_inches(*SLIDE_SIZE)  # a small overshoot: the maps give way (they keep their aspect)
+    if taller > SLIDE_SIZE[1] + 1e-3 and not L.texts_inside(fig):
+        fig.set_size_inches(SLIDE_SIZE[0], taller)  # too much to fit one slide: taller, nothing cut off
+    return fig
+
+
+def _pair_figure(expl: PairExplanation, view: str, settings: FigureSettings) -> Figure:
+    from matplotlib import rc_context
+
+    with rc_context(settings.rc()):
         if view == "gates":
             fig, subs = L.new_figure(settings.width_inches, [L.bars_height(settings)[0]], settings)
             L.draw_bars(subs[0], expl, settings, ("a", "b"))
             L.fit_height(fig)
             return fig
         if view == "channels":
-            sections = [L.Section(expl, _panels(expl, view, settings, s), heading=expl.channels[s].label)
-                        for s in _channel_sets(expl, settings)]
+            sections = []
+            for s in _channel_sets(expl, settings):
+                panels = _panels(expl, view, settings, s)
+                sections.append(L.Section(expl, panels, heading=channel_heading(expl, s, len(panels))))
         else:
             sections = [L.Section(expl, _panels(expl, view, settings))]
             if not sections[0].panels:
@@ -188,17 +261,22 @@ def multi_pair_figure(expls: Sequence[PairExplanation], view: str | None = None,
     ``channels``: the first of ``settings.channel_sets`` each pair has), one letter per pair, column
     titles drawn once where every row has the same one. ``names``: a heading per pair (e.g. file
     names). Scope ``models`` puts every pair on one scale per kind of map (rows comparable)."""
-    from matplotlib import rc_context
-
     settings = settings or FigureSettings()
     view = get_view(view or settings.view).slug
+    return _slide_sized(lambda s: _multi_pair_figure(expls, view, s, names), settings)
+
+
+def _multi_pair_figure(expls: Sequence[PairExplanation], view: str, settings: FigureSettings,
+                       names: Sequence[str] | None) -> Figure:
+    from matplotlib import rc_context
+
     if not expls:
         raise ValueError("multi_pair_figure needs at least one explanation")
     if names is not None and len(names) != len(expls):
         raise ValueError(f"{len(names)} names for {len(expls)} pairs")
     headings = [f"pair {i}" + (f": {names[i - 1]}" if names else "") for i in range(1, len(expls) + 1)]
     letters = [chr(ord("a") + i) for i in range(len(expls))]
-    with rc_context({"font.size": settings.font_size, "font.family": settings.font_family}):
+    with rc_context(settings.rc()):
         if view == "gates":
             height = L.bars_height(settings)[0] + L.line_height(settings) + 0.1
             fig, subs = L.new_figure(settings.width_inches, [height] * len(expls), settings)

@@ -22,8 +22,8 @@ from .scales import Scope, check_scope, scope_ranges
 if TYPE_CHECKING:  # pragma: no cover
     from ..explain import PairExplanation
 
-__all__ = ["LTPA_UNITS", "OverlayGrid", "Panel", "assign_ranges", "display_maps", "overlay_grid",
-           "summary_panels"]
+__all__ = ["GATE_SYMBOLS", "LTPA_UNITS", "OverlayGrid", "Panel", "assign_ranges", "channel_heading", "display_maps",
+           "overlay_grid", "summary_panels"]
 
 LTPA_UNITS = "a·h·w (1 = uniform attention)"
 EXACT_UNITS = "logit contribution"
@@ -103,9 +103,30 @@ def _channel_label(expl: PairExplanation, name: str, i1: int, i2: int, score: fl
     what = _score_name(name, expl)
     word = {"g": "gate", "g*x": "g·x", "x": "activation", "W(1+g)x": "contribution W(1+g)x"}[what]
     if name.startswith("apinet_gate") and what not in ("x", "W(1+g)x"):
-        word = f"g{name[-1]}" if what == "g" else f"g{name[-1]}·x"
-    ch = f"channel {i1}" if i1 == i2 else f"channels {i1} / {i2}"
+        sub = GATE_SYMBOLS.get(name[-1], name[-1])
+        word = sub if what == "g" else f"{sub}·x"
+    # "channels 4 / 889" read as two channels of one image; say which image has which channel
+    ch = f"channel {i1}" if i1 == i2 else f"channel {i1} on A, {i2} on B"
     return f"{ch} ({word} {score:.2f})"
+
+
+#: The gate of image A / B as the app writes it (g₁ is A's gate, g₂ is B's).
+GATE_SYMBOLS = {"1": "g₁", "2": "g₂"}
+
+
+def channel_heading(expl: PairExplanation, name: str, n: int) -> str:
+    """The heading of channel set ``name`` when ``n`` of its channels are shown (the stored label
+    names the K_MAX channels the explanation kept, not the ``n`` a figure draws)."""
+    import re
+
+    headings = {"apinet_gate1": f"API-Net: top-{n} channels of A's gate g₁",
+                "apinet_gate2": f"API-Net: top-{n} channels of B's gate g₂",
+                "baseline_top": f"Baseline: its own top-{n} channels of each image",
+                "baseline_at_apinet": f"Baseline at API-Net's top-{n} channels of g₁"}
+    if name in headings:
+        return headings[name]
+    label = expl.channels[name].label if name in expl.channels else name
+    return re.sub(r"top-\d+", f"top-{n}", label)
 
 
 def _exact_array(record: Any) -> np.ndarray:
@@ -189,9 +210,9 @@ def summary_panels(expl: PairExplanation) -> list[Panel]:
     if c1 is not None:
         c2 = expl.channels["apinet_gate2"]
         i1, i2 = int(c1.indices[0]), int(c2.indices[0])
-        which = f"channel {i1}" if i1 == i2 else f"channels {i1} / {i2}"
-        picks.append(Panel("gate", f"top gated channel\nch {i1} / {i2}", c1.maps1[0], c2.maps2[0], "activation",
-                           group="apinet", label=f"top gated {which}"))
+        label = f"top gated channel: A {i1} (by g₁), B {i2} (by g₂)"
+        picks.append(Panel("gate", f"top gated channel\nA {i1} · B {i2}", c1.maps1[0], c2.maps2[0], "activation",
+                           group="apinet", label=label))
     for kind in ("apinet/gated/", "apinet/pooled/"):
         keys = [k for k in expl.ltpa if k.startswith(kind)]
         if keys:
@@ -204,8 +225,8 @@ def summary_panels(expl: PairExplanation) -> list[Panel]:
     if "baseline_top" in expl.channels:
         b = expl.channels["baseline_top"]
         i1, i2 = int(b.indices[0]), int(np.asarray(b.indices2)[0])
-        which = f"channel {i1}" if i1 == i2 else f"channels {i1} / {i2}"
-        picks.append(Panel("baseline", f"baseline top channel\nch {i1} / {i2}", b.maps1[0], b.maps2[0],
+        which = f"channel {i1}" if i1 == i2 else f"channel A {i1}, B {i2}"
+        picks.append(Panel("baseline", f"baseline top channel\nA {i1} · B {i2}", b.maps1[0], b.maps2[0],
                            "activation", group="baseline", label=f"baseline top {which}"))
     return picks
 

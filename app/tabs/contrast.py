@@ -23,15 +23,17 @@ def _logits(e, model: str, path: str, image: int) -> np.ndarray | None:
 
 
 def contrast_numbers(e, key: str, image: int) -> str:
-    """The exactness line of a class-contrast map: mean + (b_A − b_B) = logit A − logit B, and the
-    model's own difference."""
+    """The exactness line of a class-contrast map, naming the classes it subtracts in the order it
+    subtracts them (the image's own class first): mean + (b[own] − b[other]) = logit[own] − logit[other],
+    and the model's own difference."""
     rec = e.contrast_cams[key]
     raw = rec.raw1 if image == 1 else rec.raw2
     offset = rec.offset1 if image == 1 else rec.offset2
     a, b = (rec.target1, rec.reference1) if image == 1 else (rec.target2, rec.reference2)
+    own, other = md(class_name(e, a)), md(class_name(e, b))
     mean = float(np.asarray(raw, np.float64).mean())
-    text = (f"mean + (b_A − b_B) = {mean:+.3f} {'+' if offset >= 0 else '−'} {abs(offset):.3f} = "
-            f"logit A − logit B = {mean + offset:+.3f}")
+    text = (f"mean + (b[{own}] − b[{other}]) = {mean:+.3f} {'+' if offset >= 0 else '−'} {abs(offset):.3f} = "
+            f"logit[{own}] − logit[{other}] = {mean + offset:+.3f}")
     row = _logits(e, key.split("/")[0], key.split("/")[1], image)
     if row is not None:
         text += f" (model: {float(row[a]) - float(row[b]):+.3f})"
@@ -40,7 +42,7 @@ def contrast_numbers(e, key: str, image: int) -> str:
 
 def _title(key: str, method: str) -> str:
     model, path, _ = key.split("/")
-    what = "class contrast W[A] − W[B]" if method == "class_contrast" else "Finer-CAM"
+    what = "class contrast W[own] − W[other]" if method == "class_contrast" else "Finer-CAM"
     return f"{_MODELS.get(model, model)} · {what} · {_PATHS.get(path, path)}"
 
 
@@ -61,17 +63,18 @@ def draw(ctx: Context) -> None:
     a1, b1, a2, b2 = first.target1, first.reference1, first.target2, first.reference2
     st.markdown(
         f"Left: why A is **{md(class_name(e, a1))}** and not **{md(class_name(e, b1))}**; right: why B is "
-        f"**{md(class_name(e, a2))}** and not **{md(class_name(e, b2))}**. The class-contrast map "
-        "Σ_k (W[c_A,k] − W[c_B,k]) F[k] is exact: its spatial mean plus b_A − b_B is the logit difference "
-        "(red raises A over B, blue favours B). Finer-CAM (Grad-CAM weights of s_A − s_B, ReLU'd) is "
-        "the approximate counterpart, on a sequential scale.")
+        f"**{md(class_name(e, a2))}** and not **{md(class_name(e, b2))}**. Each column's map subtracts the "
+        "other image's class from its own image's class: Σ_k (W[own,k] − W[other,k]) F[k], exact — its spatial "
+        "mean plus b[own] − b[other] is logit[own] − logit[other] (red raises the image's own class over the "
+        "other, blue favours the other). Finer-CAM (Grad-CAM weights of s_own − s_other, ReLU'd) is the "
+        "approximate counterpart, on a sequential scale.")
     grid = overlay_grid(ctx, "contrast", diverging_cmap=DIVERGING)
     panels = {p.key: p for p in grid.panels}
     masks = outline.outline_toggle(ctx, "contrast_outline")
-    signed_legend(grid, "logit difference per position")
+    signed_legend(grid, "logit[own class] − logit[other class] per position")
     head = st.columns(2, gap="large")
-    head[0].markdown(f"**A** · {md(class_name(e, a1))} not {md(class_name(e, b1))}")
-    head[1].markdown(f"**B** · {md(class_name(e, a2))} not {md(class_name(e, b2))}")
+    head[0].markdown(f"**A** · {md(class_name(e, a1))} − {md(class_name(e, b1))}")
+    head[1].markdown(f"**B** · {md(class_name(e, a2))} − {md(class_name(e, b2))}")
     for key in _order(e.contrast_cams):
         rec, panel = e.contrast_cams[key], panels.get(str(key))
         if panel is None:

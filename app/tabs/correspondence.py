@@ -18,9 +18,10 @@ import streamlit as st
 from app.tabs.common import Context, colorbar, render_api, selected_points
 from app.text import plotly_text
 
-__all__ = ["cell_from_selection", "draw", "mark_cell"]
+__all__ = ["cell_from_selection", "draw", "fitted_scale", "mark_cell"]
 
 ROW, COL, REVERSE, CLICK = "match_row", "match_col", "match_reverse", "match_click"
+_STARTED = "_match_started"  # the (A, B, direction) the start cell was chosen for
 PICK_COLOUR = (255, 214, 0)  # the picked cell
 BEST_COLOUR = (0, 230, 118)  # the best-matching cell
 _PLOT_HEIGHT, _PLOT_TOP = 340, 28  # px: the clickable picture (the partner's map is drawn as large)
@@ -93,8 +94,45 @@ def draw(ctx: Context) -> None:
     _match(ctx)
 
 
+def _start(ctx: Context, source: int, h: int, w: int) -> None:
+    """Start at a cell on the object (:func:`apinet.explain.start_cell`) for every new pair or direction;
+    a cell a shared link brought back is kept for its first pair."""
+    from apinet.explain import start_cell
+
+    pair = (ctx.image_a.sha256, ctx.image_b.sha256, source)
+    seen = st.session_state.get(_STARTED)
+    if seen != pair:
+        if seen is not None or ROW not in st.session_state or COL not in st.session_state:
+            st.session_state[ROW], st.session_state[COL] = start_cell(ctx.expl, source)
+        st.session_state[_STARTED] = pair
+    st.session_state[ROW] = int(np.clip(st.session_state[ROW], 0, h - 1))
+    st.session_state[COL] = int(np.clip(st.session_state[COL], 0, w - 1))
+
+
+def fitted_scale(sim: np.ndarray) -> tuple[float, float, bool]:
+    """``(vmin, vmax, signed)`` of a similarity map's colour scale, fitted to the map: ``[min, max]``
+    when it is all non-negative, else symmetric about zero (the full cosine range would leave a map
+    whose best match is 0.08 almost uniformly dark)."""
+    lo, hi = float(np.min(sim)), float(np.max(sim))
+    if lo >= 0:
+        return lo, (hi if hi > lo else lo + 1e-6), False
+    top = max(abs(lo), abs(hi), 1e-6)
+    return -top, top, True
+
+
 @st.fragment
 def _match(ctx: Context) -> None:
+    """The fragment; it mirrors its state in the URL itself (the page's end-of-run write does not run)."""
+    from app import state
+
+    try:
+        _draw_match(ctx)
+    finally:
+        if st.session_state.get(state.URL_LOADED):
+            state.write_url()
+
+
+def _draw_match(ctx: Context) -> None:
     from apinet.explain import correspondence_map
 
     e, s = ctx.expl, ctx.settings
@@ -110,10 +148,7 @@ def _match(ctx: Context) -> None:
     st.caption(f"Click a position on {src_tag} (or use the sliders): {dst_tag} shows the cosine similarity of "
                f"API-Net's last feature vector at that cell ({h} × {w} cells) to each of its own cells. Yellow: the "
                f"picked cell; green: {dst_tag}'s most similar cell.")
-    st.session_state.setdefault(ROW, h // 2)
-    st.session_state.setdefault(COL, w // 2)
-    st.session_state[ROW] = int(np.clip(st.session_state[ROW], 0, h - 1))
-    st.session_state[COL] = int(np.clip(st.session_state[COL], 0, w - 1))
+    _start(ctx, source, h, w)
     sl = st.columns(2)
     sl[0].slider("Row", 0, h - 1, key=ROW)
     sl[1].slider("Column", 0, w - 1, key=COL)
@@ -122,9 +157,9 @@ def _match(ctx: Context) -> None:
     images = (e.image1, e.image2)
     src_img = mark_cell(images[source - 1], (row, col), (h, w), PICK_COLOUR)
     sim = corr.similarity
-    vmin = 0.0 if float(sim.min()) >= 0 else -1.0
-    cmap = s.cmap if vmin == 0.0 else "RdBu_r"
-    dst = render_api().overlay(images[corr.target - 1], sim, cmap=cmap, alpha=s.alpha, vmin=vmin, vmax=1.0)
+    vmin, vmax, signed = fitted_scale(sim)
+    cmap = "RdBu_r" if signed else s.cmap
+    dst = render_api().overlay(images[corr.target - 1], sim, cmap=cmap, alpha=s.alpha, vmin=vmin, vmax=vmax)
     dst = mark_cell(dst, corr.best, (h, w), BEST_COLOUR)
     left, right = st.columns(2, gap="large")
     with left:
@@ -137,4 +172,6 @@ def _match(ctx: Context) -> None:
     same = float(sim[row, col]) if (row < sim.shape[0] and col < sim.shape[1]) else float("nan")
     st.markdown(f"Best match on {dst_tag}: cell **{corr.best}**, cosine **{float(sim[corr.best]):.3f}** · "
                 f"at the same cell ({row}, {col}): {same:.3f} · mean over {dst_tag}: {float(sim.mean()):.3f}")
-    colorbar(cmap, f"{vmin:g}", "1", "cosine similarity")
+    colorbar(cmap, f"{vmin:.3f}", f"{vmax:.3f}", "cosine similarity")
+    st.caption(f"Colour scale fitted to this map: {vmin:.3f} to {vmax:.3f} (cosine similarity can range from "
+               f"{'−1' if signed else '0'} to 1), so the best match is the brightest whatever its value.")

@@ -12,24 +12,15 @@ from app.text import plotly_text
 __all__ = ["draw"]
 
 
-def _top5_figure(expl, probs_by_model: dict[str, np.ndarray], tops_by_model: dict[str, np.ndarray], target: int,
-                 title: str) -> go.Figure:
-    fig = go.Figure()
-    colours = {"API-Net": A_COLOUR, "Baseline": "#6e7781"}
-    union: list[int] = []
-    probs_by = dict(probs_by_model)
-    for top in tops_by_model.values():
-        for c in top:
-            if int(c) not in union:
-                union.append(int(c))
-    labels = [plotly_text(class_name(expl, c)) + (" ★" if c == target else "") for c in union]
-    for name, probs in probs_by.items():
-        fig.add_trace(go.Bar(y=labels, x=[probs[c] for c in union], name=name, orientation="h",
-                             marker_color=colours.get(name, "#888"),
-                             hovertemplate="%{y}: %{x:.3f}<extra>" + name + "</extra>"))
-    fig.update_layout(title=title, barmode="group", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="softmax probability", range=[0, 1]), yaxis=dict(autorange="reversed"),
-                      legend=dict(orientation="h", y=-0.25))
+def _top5_figure(expl, probs: np.ndarray, top: np.ndarray, target: int, title: str, colour: str) -> go.Figure:
+    """One model's top-5 classes of one image: exactly 5 bars (its own top 5, not a union of models)."""
+    classes = [int(c) for c in top]
+    labels = [plotly_text(class_name(expl, c)) + (" ★" if c == target else "") for c in classes]
+    fig = go.Figure(go.Bar(y=labels, x=[float(probs[c]) for c in classes], orientation="h", marker_color=colour,
+                           text=[f"{float(probs[c]):.3f}" for c in classes], textposition="outside",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=240, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title="softmax probability", range=[0, 1.15]), yaxis=dict(autorange="reversed"))
     return fig
 
 
@@ -40,13 +31,13 @@ def draw(ctx: Context) -> None:
     cols = st.columns(2, gap="large")
     for col, which, target, tag in ((cols[0], "1", t1, "A"), (cols[1], "2", t2, "B")):
         key = f"{which}_test"
-        probs = {"API-Net": e.probabilities[key]}
-        tops = {"API-Net": e.top_classes(key, 5)[0]}
+        models = [("API-Net", e.probabilities[key], e.top_classes(key, 5)[0], A_COLOUR, "apinet")]
         if key in e.baseline_probabilities:
-            probs["Baseline"] = e.baseline_probabilities[key]
-            tops["Baseline"] = e.top_classes(key, 5, model="baseline")[0]
-        col.plotly_chart(_top5_figure(e, probs, tops, target, f"Image {tag}: top-5 classes (test path)"),
-                         key=f"chart_top5_{tag}", config={"displaylogo": False})
+            models.append(("Baseline", e.baseline_probabilities[key], e.top_classes(key, 5, model="baseline")[0],
+                           "#6e7781", "baseline"))
+        for name, probs, top, colour, slug in models:
+            col.plotly_chart(_top5_figure(e, probs, top, target, f"Image {tag} · {name}: top-5 classes (test path)",
+                                          colour), key=f"chart_top5_{tag}_{slug}", config={"displaylogo": False})
     st.caption("Test path: each image classified alone (no pairing). ★ marks the explained target class.")
 
     names = ["A self", "A other", "B self", "B other"]
