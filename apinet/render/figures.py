@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _layout as L
+from .notes import RELU6_FIGURE_NOTE, channel_set_clips
 from .overlays import colormap_lut, is_diverging
 from .panels import Panel, assign_ranges, display_maps, render_overlays, summary_panels
 from .scales import check_scope
@@ -122,6 +123,12 @@ def _channel_sets(expl: PairExplanation, settings: FigureSettings) -> list[str]:
     return sets
 
 
+def _channel_heading(expl: PairExplanation, channel_set: str) -> str:
+    """A channel set's heading, with the ReLU6 note when its model's trunk is an EfficientNet-Lite."""
+    label = expl.channels[channel_set].label
+    return f"{label} · {RELU6_FIGURE_NOTE}" if channel_set_clips(expl, channel_set) else label
+
+
 def _finish(expl: PairExplanation, sections: list[L.Section], settings: FigureSettings) -> None:
     """Ranges per scope (``models`` across every section) and overlays; same-units panels adjacent
     under ``models`` so that one bar can sit under all of them."""
@@ -171,7 +178,7 @@ def pair_figure(expl: PairExplanation, view: str | None = None,
             L.fit_height(fig)
             return fig
         if view == "channels":
-            sections = [L.Section(expl, _panels(expl, view, settings, s), heading=expl.channels[s].label)
+            sections = [L.Section(expl, _panels(expl, view, settings, s), heading=_channel_heading(expl, s))
                         for s in _channel_sets(expl, settings)]
         else:
             sections = [L.Section(expl, _panels(expl, view, settings))]
@@ -208,10 +215,12 @@ def multi_pair_figure(expls: Sequence[PairExplanation], view: str | None = None,
             return fig
         sections = []
         for i, e in enumerate(expls):
-            panels = _panels(e, view, settings, _channel_sets(e, settings)[0] if view == "channels" else None)
+            channel_set = _channel_sets(e, settings)[0] if view == "channels" else None
+            panels = _panels(e, view, settings, channel_set)
             if not panels:
                 raise ValueError(f"pair {i + 1} has no {view} maps")
-            sections.append(L.Section(e, panels, heading=headings[i], letter=letters[i]))
+            heading = headings[i] + (f" · {RELU6_FIGURE_NOTE}" if channel_set and channel_set_clips(e, channel_set) else "")
+            sections.append(L.Section(e, panels, heading=heading, letter=letters[i]))
         _finish(expls[0], sections, settings)
         for prev, s in zip(sections, sections[1:]):  # a column title only where it changes
             s.titles = [j >= len(prev.panels) or p.label != prev.panels[j].label for j, p in enumerate(s.panels)]
