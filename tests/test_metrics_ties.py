@@ -127,6 +127,10 @@ def test_sign_flip_on_fractional_outcomes_by_hand():
     # a one-sided fractional difference on 40 images: nothing random reaches it
     res = paired_sign_flip([0.5] * 40, [0.0] * 40, n_flips=10_000)
     assert res["p_value"] == pytest.approx(1 / 10_001)
+    from apinet.metrics.statistics import format_p
+
+    assert format_p(res) == "<2e-04" and format_p({"p_value": 0.0123, "method": "exact"}) == "0.012"
+    assert format_p(paired_sign_flip([0.5, 1.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.0], n_flips=1000)) != "<2e-03"
     assert paired_sign_flip([0.5, 0.2], [0.5, 0.2])["p_value"] == 1.0  # no difference at all
     # reproducible from its seed
     assert paired_sign_flip([0.3, 0.9, 0.1], [0.1, 0.2, 0.4], n_flips=999, seed=5) == \

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .sanity import sanity_summary
+from .statistics import format_p
 
 __all__ = ["results_markdown"]
 
@@ -95,7 +96,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
             for key, label in (("tol", f"{tol:.1f} px"), ("0px", "0 px")):
                 m = c[key]
                 lines.append(f"| {c['a']} | {c['b']} | {label} | {m['rate_a']:.3f} | {m['rate_b']:.3f} "
-                             f"| {m['a_only']} | {m['b_only']} | {m['p_value']:.2g} | {m['mcnemar_first']['p_value']:.2g} |")
+                             f"| {m['a_only']} | {m['b_only']} | {format_p(m)} | {m['mcnemar_first']['p_value']:.2g} |")
     elif comparisons:
         lines += ["", "Paired comparisons on the same images (McNemar's exact test, two-sided; "
                       "'A only' = images only map A points at the part):", "",

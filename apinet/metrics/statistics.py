@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SIGN_FLIPS", "hit_rate", "mcnemar_exact", "paired_sign_flip", "spearman", "t_interval", "two_way_bootstrap",
+__all__ = ["SIGN_FLIPS", "format_p", "hit_rate", "mcnemar_exact", "paired_sign_flip", "spearman", "t_interval", "two_way_bootstrap",
            "wilson"]
 
 #: Random sign flips of :func:`paired_sign_flip` when its outcomes are fractional (its p-value then
@@ -79,6 +79,18 @@ def paired_sign_flip(scores_a: Sequence[float], scores_b: Sequence[float], *, n_
         reached += int(np.count_nonzero(np.abs(signs @ nz) >= observed - slack))
         done += chunk
     return {**out, "p_value": float((1 + reached) / (1 + n_flips)), "method": f"sign-flip, {n_flips} random flips"}
+
+
+def format_p(test: dict[str, Any]) -> str:
+    """A test's p-value for a table (``{:.2g}``); a Monte Carlo sign-flip p-value at its floor, when no
+    random sign pattern reached the observed sum, reads ``<1e-05`` style: ``< 2 / (n_flips + 1)``."""
+    p = float(test["p_value"])
+    method = str(test.get("method", ""))
+    if method.startswith("sign-flip"):
+        flips = int(method.split(",")[1].split()[0])
+        if p <= 1.0 / (flips + 1) * (1 + 1e-9):
+            return f"<{2.0 / (flips + 1):.0e}"
+    return f"{p:.2g}"
 
 
 def two_way_bootstrap(values: np.ndarray, *, n_boot: int = 4000, seed: int = 0,
