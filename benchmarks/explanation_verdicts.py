@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from apinet.metrics.statistics import format_p
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from apinet.metrics.statistics import format_p  # noqa: E402
 
 #: (label, map A, map B): H1 and its chance condition, H2 (amendment 1), H5 and its chance condition.
 REGISTERED = (
