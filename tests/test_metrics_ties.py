@@ -164,7 +164,8 @@ def test_cascades_over_seeds_share_the_original_maps():
 
     runs = cascading_randomization_seeds(net, maps, seeds=(0, 1, 2), layers=["2", "0"])
     assert len(calls) == 1 + 3 * 2  # the original once, then two layers per seed
-    assert runs[0].spearman == cascading_randomization(net, maps, layers=["2", "0"], seed=0).spearman  # seed 0 as before
+    # seed 0 re-initialises as before
+    assert runs[0].spearman == cascading_randomization(net, maps, layers=["2", "0"], seed=0).spearman
     assert runs[1].spearman["output"] != runs[0].spearman["output"]
     assert runs[2].spearman["output"] != runs[1].spearman["output"]
 

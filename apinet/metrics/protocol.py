@@ -374,7 +374,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
             "pointing_any": float(np.mean(any_hits["tol"][name])),
             "pointing_0px_any": float(np.mean(any_hits["0px"][name])),
             "tied_share": float(np.mean(np.asarray(tied[name]) > 1)),
-            "tied_median": float(np.median([t for t in tied[name] if t > 1])) if any(t > 1 for t in tied[name]) else 1.0,
+            "tied_median": float(np.median([t for t in tied[name] if t > 1] or [1])),
         }
         if name in deletion:
             summary[name]["deletion_auc"] = float(np.mean(deletion[name]["deletion"]))

@@ -69,7 +69,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                       "a map's tied maxima; beside it, the first maximum in row-major order (this project's rule "
                       "before amendment 6) and 'any maximum counts' (Quantus). 'tied' is the share of scorings "
                       "whose map has more than one maximal pixel, with the median number of tied pixels among them.",
-                  "", "| map | uniform over ties (expected) | first maximum | any maximum | tied | median tied pixels |",
+                  "", "| map | uniform over ties (expected) | first maximum | any maximum | tied "
+                      "| median tied pixels |",
                   "|---|---|---|---|---|---|"]
         for name, s in sorted(ties.items(), key=lambda kv: -kv[1]["pointing"]):
             lines.append(f"| {name} | {s['pointing']:.3f} | {s['pointing_first']:.3f} | {s['pointing_any']:.3f} "

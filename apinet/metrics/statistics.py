@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SIGN_FLIPS", "format_p", "hit_rate", "mcnemar_exact", "paired_sign_flip", "spearman", "t_interval", "two_way_bootstrap",
-           "wilson"]
+__all__ = ["SIGN_FLIPS", "format_p", "hit_rate", "mcnemar_exact", "paired_sign_flip", "spearman", "t_interval",
+           "two_way_bootstrap", "wilson"]
 
 #: Random sign flips of :func:`paired_sign_flip` when its outcomes are fractional (its p-value then
 #: has a resolution of 1 / (SIGN_FLIPS + 1), and a Monte Carlo standard error below 0.0007 at p = 0.05).

@@ -219,7 +219,8 @@ def multi_pair_figure(expls: Sequence[PairExplanation], view: str | None = None,
             panels = _panels(e, view, settings, channel_set)
             if not panels:
                 raise ValueError(f"pair {i + 1} has no {view} maps")
-            heading = headings[i] + (f" · {RELU6_FIGURE_NOTE}" if channel_set and channel_set_clips(e, channel_set) else "")
+            clips = channel_set is not None and channel_set_clips(e, channel_set)
+            heading = headings[i] + (f" · {RELU6_FIGURE_NOTE}" if clips else "")
             sections.append(L.Section(e, panels, heading=heading, letter=letters[i]))
         _finish(expls[0], sections, settings)
         for prev, s in zip(sections, sections[1:]):  # a column title only where it changes
