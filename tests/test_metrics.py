@@ -173,6 +173,15 @@ def test_evaluate_explanations_on_the_demo_checkpoints():
     first = res["comparisons"][0]
     assert (first["a"], first["b"]) == ("apinet_top_gated_channel", "baseline_top_channel")
     assert first["tol"]["n"] == res["images_scored"]
+    # amendment 6: expected hits over tied maxima, the old rule beside them, noise at input resolution
+    assert res["tie_rule"].startswith("expected hit under a uniform choice")
+    for s in res["summary"].values():
+        assert s["pointing_first"] == pytest.approx(s["pointing_first"]) and 0 <= s["tied_share"] <= 1
+        assert s["pointing_any"] >= s["pointing"] - 1e-12 and s["pointing_0px_any"] >= s["pointing_0px"] - 1e-12
+    assert 0 < res["summary"]["random"]["pointing_expected"] < res["summary"]["chance_bird_point"]["pointing_expected"]
+    assert res["summary"]["chance_bird_point"]["tied_share"] == 0.0  # one marked pixel: never tied
+    assert "mcnemar_first" in first["tol"] and first["tol"]["method"] in ("exact", "sign-flip, 200000 random flips")
+    assert "Tie rules at" in results_markdown(res)
     assert "| apinet_top_gated_channel | baseline_top_channel |" in results_markdown(res)
     # results.json: the dataclass's fields in order; read back, it renders the same table
     import json

@@ -9,6 +9,7 @@ from ._args import float_range, int_range
 from .._io import to_jsonable
 from ..explain import DEFAULT_APINET_CHECKPOINT, DEFAULT_BASELINE_CHECKPOINT
 from ..metrics import SANITY_PAIRS, evaluate_explanations, results_markdown
+from ..metrics.randomization import RANDOMIZATION_SEEDS
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,11 @@ def register(subparsers) -> None:
     p.add_argument("--sanity-pairs", type=int_range(0, 100_000), default=SANITY_PAIRS,
                    help=f"pairs for the cascading randomisation check (default {SANITY_PAIRS}: mean Spearman "
                         "and a 95%% t-interval per randomised layer); 0 to skip")
+    p.add_argument("--sanity-seeds", type=int_range(1, 1000), default=len(RANDOMIZATION_SEEDS),
+                   help=f"random re-initialisations of every layer in the randomisation check, seeds 0..N-1 "
+                        f"(default {len(RANDOMIZATION_SEEDS)}; the interval covers pairs and seeds)")
     p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
+    p.add_argument("--threads", type=int_range(1, 1024), default=None, help="torch CPU threads")
     p.set_defaults(func=_cli)
 
 
@@ -55,9 +60,14 @@ def _cli(args) -> int:
         {"--checkpoint": checkpoint_files(args.checkpoint), "--baseline": checkpoint_files(baseline),
          "--data": dataset_root(args.data)},
     )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     results = evaluate_explanations(args.checkpoint, baseline, pairs=args.pairs, data=args.data, split=args.split,
                                     tolerance=args.tolerance, part_radius=args.part_radius, deletion_pairs=args.deletion_pairs,
-                                    steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed)
+                                    steps=args.steps, sanity_pairs=args.sanity_pairs, seed=args.seed,
+                                    sanity_seeds=tuple(range(args.sanity_seeds)))
     text = json.dumps(to_jsonable(results.to_dict()), indent=1) + "\n"
     atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
     table = results_markdown(results)

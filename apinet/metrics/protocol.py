@@ -20,13 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from .localisation import energy_pointing_game, pointing_game, standard_tolerance
+from ..resample import upsample_map
+from .localisation import TIE_RTOL, energy_pointing_game, pointing_outcomes, standard_tolerance, within_tolerance
 from .perturbation import pair_perturbation_aucs, perturbation_curve
+from .randomization import RANDOMIZATION_SEEDS
 from .sanity import SANITY_PAIRS, pair_sanity, sanity_summary
-from .statistics import hit_rate, mcnemar_exact
+from .statistics import hit_rate, mcnemar_exact, paired_sign_flip
 
-__all__ = ["COMPARISONS", "MAP_TYPES", "ExplanationResults", "chance_maps", "evaluate_explanations",
+__all__ = ["COMPARISONS", "MAP_TYPES", "TIE_RULE", "ExplanationResults", "chance_maps", "evaluate_explanations",
            "expected_point_rate", "maps_for_image"]
+
+#: The pointing game's tie rule since PROTOCOL.md amendment 6 (``results.json``'s ``tie_rule``).
+TIE_RULE = (f"expected hit under a uniform choice among the tied maxima (pixels within {TIE_RTOL:g} of the maximum, "
+            f"relatively, on the map upsampled to float32)")
+#: The rule of every run before amendment 6 (a ``results.json`` without ``tie_rule``).
+OLD_TIE_RULE = "first maximum in row-major order"
+
+# Fields added after results.json files were stored: read back from an older file with these values.
+_ADDED_FIELDS = {"tie_rule": OLD_TIE_RULE, "sanity_seeds": [0]}
 
 
 @dataclass(eq=False)
@@ -58,7 +69,9 @@ class ExplanationResults(Mapping):
     sanity_pairs: int
     sanity_summary: dict[str, Any]
     sanity: list[dict[str, Any]]
-    records: list[dict[str, Any]]  # per pair: indices, classes, part, every hit
+    records: list[dict[str, Any]]  # per pair: indices, classes, part, every hit (expected hit under the tie rule)
+    tie_rule: str  # how a map with several maximal pixels is scored (TIE_RULE)
+    sanity_seeds: list[int]  # seeds of the randomisation check (each re-initialises every layer once)
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,10 +82,10 @@ class ExplanationResults(Mapping):
     def from_dict(cls, data: Mapping[str, Any]) -> "ExplanationResults":
         """Read back a ``results.json`` (unknown keys are ignored, missing ones are an error)."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n not in _ADDED_FIELDS]
         if missing:
             raise ValueError(f"not an evaluate-explanations result: missing {', '.join(missing)}")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] if n in data else _ADDED_FIELDS[n] for n in names})
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._keys():
@@ -128,10 +141,13 @@ COMPARISONS = (
 )
 
 
-def maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | None = None,
+                   noise_shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """Every map type of image ``i`` (1 or 2) of an explanation; ``maps`` are API-Net's feature maps
     ``[2, D, h, w]`` of the pair, needed for the gate x activation and activation rankings (else those
-    keys are left out)."""
+    keys are left out). ``random`` is i.i.d. uniform noise of ``noise_shape``: the protocol passes the
+    network input's size, so its maximum is a uniformly random *input pixel* (at the feature maps'
+    size, the default, bilinear upsampling puts the maximum on one of the h x w cell centres)."""
     from ..explain import gate_topk_channels
 
     last = expl.settings["ltpa_stages"][-1]
@@ -166,7 +182,7 @@ def maps_for_image(expl, i: int, rng: np.random.Generator, maps: np.ndarray | No
             out[name] = getattr(expl.contrast_cams[key], f"map{i}")
     if f"{i}_contrast" in expl.exact_cams:
         out["apinet_pair_contrast"] = expl.exact_cams[f"{i}_contrast"].display
-    shape = out["apinet_top_gated_channel"].shape
+    shape = noise_shape or out["apinet_top_gated_channel"].shape
     out["random"] = rng.random(shape).astype(np.float32)
     return out
 
@@ -206,6 +222,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                           data: str = "synthbirds", split: str = "test", tolerance: float | None = None,
                           part_radius: float | None = None, deletion_pairs: int = 4, steps: int = 16,
                           sanity_pairs: int = SANITY_PAIRS, seed: int = 0, pair_deletion: bool = True,
+                          sanity_seeds: tuple[int, ...] = RANDOMIZATION_SEEDS,
                           log: Callable[[str], None] | None = print) -> ExplanationResults:
     """Pointing / energy game against the part that tells a pair's classes apart, with object-aware
     chance levels, deletion / insertion, and the cascading randomisation sanity check on many pairs.
@@ -220,7 +237,16 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     of that radius instead; default 0, so the tolerance is applied once, by the pointing game).
     Every map is scored at ``tolerance`` pixels (default: the standard 15 px at 224 px scaled to the
     input size, i.e. measured on the network input, not the original image) and at 0 px, and
-    :data:`COMPARISONS` are tested pairwise with :func:`mcnemar_exact` at both.
+    :data:`COMPARISONS` are tested pairwise at both.
+
+    Tie rule (PROTOCOL.md amendment 6): a map scores its *expected* hit under a uniform choice among
+    its tied maximal pixels (:func:`~apinet.metrics.localisation.pointing_outcomes`; ReLU6 channel
+    maps of EfficientNet-Lite have plateaus at 6.0), so rates are means of expected hits and the
+    comparisons use :func:`~apinet.metrics.statistics.paired_sign_flip` on them (McNemar's exact test
+    where every outcome is 0 or 1). Each summary also keeps the two other rules
+    (``pointing_first``: the first maximum in row-major order, the rule before amendment 6;
+    ``pointing_any``: any maximum counts) and how often maps tie (``tied_share``, ``tied_median``);
+    each comparison also McNemar's test under the first-maximum rule (``mcnemar_first``).
 
     Chance levels, scored like the maps: ``random`` (i.i.d. noise: its argmax is a uniformly random
     input pixel), ``chance_bird_point`` (a uniformly random pixel of the visible bird; CUB: of its
@@ -232,8 +258,9 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     image has not been used yet (distinct images); with ``pair_deletion`` (API-Net only) also on the
     pair-path self score of that image with its partner held fixed (``pair_deletion_auc``,
     ``pair_insertion_auc``: the pair's own faithfulness, PROTOCOL.md amendment 5). The sanity check runs on the first
-    ``sanity_pairs`` pairs and reports, per randomised layer, the mean Spearman correlation with a
-    95 % t-interval over the pairs.
+    ``sanity_pairs`` pairs, once per seed of ``sanity_seeds``, and reports, per randomised layer, the
+    mean Spearman correlation with a 95 % interval over pairs and seeds
+    (:func:`~apinet.metrics.sanity.sanity_summary`).
     """
     import torch
 
@@ -264,8 +291,12 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         raise ValueError(f"{checkpoint} has {head} classes, {data} has {n_classes}: use a checkpoint trained on it")
     rng = np.random.default_rng(seed)
     chance_rng = np.random.default_rng([seed, 1])  # its own stream: the noise maps stay as they were
-    hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}
+    hits: dict[str, dict[str, list[float]]] = {key: {} for key in tolerances}  # expected hits (the tie rule)
+    first_hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}  # first maximum (old rule)
+    any_hits: dict[str, dict[str, list[int]]] = {key: {} for key in tolerances}  # any maximum (Quantus)
+    tied: dict[str, list[int]] = {}  # number of tied maximal pixels per scoring
     expected: dict[str, list[float]] = {key: [] for key in tolerances}
+    noise_expected: dict[str, list[float]] = {key: [] for key in tolerances}
     energy: dict[str, list[float]] = {}
     by_part: dict[str, dict[str, list[int]]] = {}
     area: list[float] = []
@@ -294,20 +325,28 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
             scored_images.add(int(pair.indices[i - 1]))
             area.append(float(mask.mean()))
             bird_area.append(float(obj.mean()))
+            within = {key: within_tolerance(mask, tol) for key, tol in tolerances.items()}
             for key, tol in tolerances.items():
                 expected[key].append(expected_point_rate(obj, mask, tol))
-            maps = {**maps_for_image(expl, i, rng, feature_maps), **chance_maps(obj, centre, chance_rng)}
+                noise_expected[key].append(float(within[key].mean()))  # a uniformly random input pixel
+            maps = {**maps_for_image(expl, i, rng, feature_maps, noise_shape=mask.shape),
+                    **chance_maps(obj, centre, chance_rng)}
             for name, m in maps.items():
-                for key, tol in tolerances.items():
-                    hit = int(pointing_game(m, mask, tol))
-                    hits[key].setdefault(name, []).append(hit)
-                    record["hits"][f"{i}/{name}/{key}"] = bool(hit)
+                up = upsample_map(m, mask.shape)
+                for key in tolerances:
+                    outcome = pointing_outcomes(up, within[key])
+                    hits[key].setdefault(name, []).append(outcome.expected)
+                    first_hits[key].setdefault(name, []).append(int(outcome.first))
+                    any_hits[key].setdefault(name, []).append(int(outcome.any))
+                    record["hits"][f"{i}/{name}/{key}"] = outcome.expected
+                tied.setdefault(name, []).append(outcome.tied)
                 energy.setdefault(name, []).append(energy_pointing_game(m, mask))
                 by_part.setdefault(name, {}).setdefault(pair.region, []).append(hits["tol"][name][-1])
         records.append(record)
         if len(deletion_images) < deletion_pairs and int(pair.indices[0]) not in deletion_images:
             deletion_images.append(int(pair.indices[0]))
-            apinet_maps = {name: m for name, m in maps_for_image(expl, 1, rng, feature_maps).items()
+            apinet_maps = {name: m for name, m in maps_for_image(expl, 1, rng, feature_maps,
+                                                                 noise_shape=pair.masks[0].shape).items()
                            if not name.startswith("baseline")}
             for name, m in apinet_maps.items():
                 for mode in ("deletion", "insertion"):
@@ -319,7 +358,7 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
                     for mode, auc in by_mode.items():
                         deletion[name].setdefault(f"pair_{mode}", []).append(auc)
         if p < sanity_pairs:
-            sanity.append(pair_sanity(model, bmodel, pair.image1, pair.image2, pre, (a, b)))
+            sanity.append(pair_sanity(model, bmodel, pair.image1, pair.image2, pre, (a, b), seeds=sanity_seeds))
         if log and (p + 1) % 20 == 0:
             log(f"  {p + 1}/{pairs} pairs, {time.perf_counter() - tic:.1f} s")
     summary = {}
@@ -330,6 +369,12 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
             "pointing_0px": zero_rate["rate"], "pointing_0px_ci95": zero_rate["ci95"],
             "energy": float(np.mean(energy[name])),
             "pointing_by_part": {part: float(np.mean(v)) for part, v in sorted(by_part[name].items())},
+            "pointing_first": float(np.mean(first_hits["tol"][name])),
+            "pointing_0px_first": float(np.mean(first_hits["0px"][name])),
+            "pointing_any": float(np.mean(any_hits["tol"][name])),
+            "pointing_0px_any": float(np.mean(any_hits["0px"][name])),
+            "tied_share": float(np.mean(np.asarray(tied[name]) > 1)),
+            "tied_median": float(np.median([t for t in tied[name] if t > 1] or [1])),
         }
         if name in deletion:
             summary[name]["deletion_auc"] = float(np.mean(deletion[name]["deletion"]))
@@ -340,11 +385,16 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
     if "chance_bird_point" in summary:
         summary["chance_bird_point"]["pointing_expected"] = float(np.mean(expected["tol"]))
         summary["chance_bird_point"]["pointing_0px_expected"] = float(np.mean(expected["0px"]))
+    if "random" in summary:  # noise at input resolution: its maximum is a uniformly random input pixel
+        summary["random"]["pointing_expected"] = float(np.mean(noise_expected["tol"]))
+        summary["random"]["pointing_0px_expected"] = float(np.mean(noise_expected["0px"]))
     comparisons = []
-    for map_a, map_b in COMPARISONS:
+    for j, (map_a, map_b) in enumerate(COMPARISONS):
         if map_a in hits["tol"] and map_b in hits["tol"]:
-            comparisons.append({"a": map_a, "b": map_b,
-                                **{key: mcnemar_exact(hits[key][map_a], hits[key][map_b]) for key in tolerances}})
+            comparisons.append({"a": map_a, "b": map_b, **{
+                key: {**paired_sign_flip(hits[key][map_a], hits[key][map_b], seed=seed * 1000 + 2 * j + t),
+                      "mcnemar_first": mcnemar_exact(first_hits[key][map_a], first_hits[key][map_b])}
+                for t, key in enumerate(tolerances)}})
     return ExplanationResults(**{
         "checkpoint": str(checkpoint), "baseline": None if baseline is None else str(baseline),
         "pairs": pairs, "images_scored": len(area), "distinct_images": len(scored_images),
@@ -357,5 +407,6 @@ def evaluate_explanations(checkpoint: str | Path, baseline: str | Path | None, *
         "summary": summary, "comparisons": comparisons, "deletion_pairs": deletion_pairs,
         "deletion_images": deletion_images, "steps": steps,
         "sanity_pairs": len(sanity), "sanity_summary": sanity_summary(sanity),
-        "sanity": sanity, "records": records, "seconds": time.perf_counter() - tic,
+        "sanity": sanity, "records": records, "tie_rule": TIE_RULE, "sanity_seeds": [int(x) for x in sanity_seeds],
+        "seconds": time.perf_counter() - tic,
     })

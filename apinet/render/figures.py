@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _layout as L
+from .notes import RELU6_FIGURE_NOTE, channel_set_clips
 from .overlays import colormap_lut, is_diverging
 from .panels import Panel, assign_ranges, channel_heading, display_maps, render_overlays, summary_panels
 from .scales import check_scope
@@ -157,6 +158,13 @@ def _channel_sets(expl: PairExplanation, settings: FigureSettings) -> list[str]:
     return sets
 
 
+def _channel_heading(expl: PairExplanation, channel_set: str, n: int) -> str:
+    """A channel set's heading for ``n`` shown channels, with the ReLU6 note when its model's trunk is an
+    EfficientNet-Lite."""
+    label = channel_heading(expl, channel_set, n)
+    return f"{label} · {RELU6_FIGURE_NOTE}" if channel_set_clips(expl, channel_set) else label
+
+
 def _finish(expl: PairExplanation, sections: list[L.Section], settings: FigureSettings) -> None:
     """Ranges per scope (``models`` across every section) and overlays; same-units panels adjacent
     under ``models`` so that one bar can sit under all of them."""
@@ -245,7 +253,7 @@ def _pair_figure(expl: PairExplanation, view: str, settings: FigureSettings) -> 
             sections = []
             for s in _channel_sets(expl, settings):
                 panels = _panels(expl, view, settings, s)
-                sections.append(L.Section(expl, panels, heading=channel_heading(expl, s, len(panels))))
+                sections.append(L.Section(expl, panels, heading=_channel_heading(expl, s, len(panels))))
         else:
             sections = [L.Section(expl, _panels(expl, view, settings))]
             if not sections[0].panels:
@@ -286,10 +294,13 @@ def _multi_pair_figure(expls: Sequence[PairExplanation], view: str, settings: Fi
             return fig
         sections = []
         for i, e in enumerate(expls):
-            panels = _panels(e, view, settings, _channel_sets(e, settings)[0] if view == "channels" else None)
+            channel_set = _channel_sets(e, settings)[0] if view == "channels" else None
+            panels = _panels(e, view, settings, channel_set)
             if not panels:
                 raise ValueError(f"pair {i + 1} has no {view} maps")
-            sections.append(L.Section(e, panels, heading=headings[i], letter=letters[i]))
+            clips = channel_set is not None and channel_set_clips(e, channel_set)
+            heading = headings[i] + (f" · {RELU6_FIGURE_NOTE}" if clips else "")
+            sections.append(L.Section(e, panels, heading=heading, letter=letters[i]))
         _finish(expls[0], sections, settings)
         for prev, s in zip(sections, sections[1:]):  # a column title only where it changes
             s.titles = [j >= len(prev.panels) or p.label != prev.panels[j].label for j, p in enumerate(s.panels)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from apinet.render.notes import relu6_caption
 from app.tabs.common import Context, legend, overlay_grid, panel_row, scope_caption
 from app.text import html_text
 from app.theme import large_maps
@@ -73,4 +74,7 @@ def draw(ctx: Context) -> None:
         st.info("No baseline selected: choose one in the sidebar to compare.")
     st.caption("Captions: channel index · that image's gate value g (API-Net) or pooled activation x "
                "(baseline). " + scope_caption(s.scope, s.clip))
+    relu6 = relu6_caption(e, sets)  # issue #22: Lite's ReLU6 clips channel maps at 6
+    if relu6:
+        st.caption(relu6)
 
