@@ -68,9 +68,10 @@ def draw_pair_summary(ctx: Context) -> None:
     st.markdown(f"An {kind}: A → **{md(class_name(expl, t1))}**, B → **{md(class_name(expl, t2))}**.")
     rows = "\n".join(f"| **{tag}** | {signed_sig(facts.image(i).logit_gap)} | {signed_sig(facts.image(i).score_gap)} | "
                      f"{margin_text(facts.image(i))} |" for tag, i in (("A", 1), ("B", 2)))
-    st.markdown("| | logit_self − logit_other | p_self − p_other | ranking-loss term |\n|---|---:|---:|---:|\n" + rows,
-                help="Each image's target-class logit and score with its own gate (self) minus with the partner's "
-                     "gate (other). The logit difference is where the gates' effect shows: probabilities near 1 "
+    st.markdown("| | Δ logit | Δ p | ranking loss |\n|---|---:|---:|---:|\n" + rows,
+                help="Δ = self − other: each image's target-class logit (Δ logit) and score (Δ p) with its own "
+                     "gate (self) minus with the partner's gate (other). The logit difference is where the "
+                     "gates' effect shows: probabilities near 1 "
                      f"hide it. The ranking loss max(0, p_other − p_self + {expl.rank_margin:g}) is 0 once "
                      f"p_self − p_other ≥ {expl.rank_margin:g} (margin met).")
     how = "gallery labels" if ctx.image_a.label is not None and ctx.image_b.label is not None \

@@ -14,7 +14,7 @@ def signed_sig(value: float, digits: int = 3) -> str:
 
 
 def margin_text(facts) -> str:
-    """An image's ranking-loss term and what it says: ``"0.0377 (margin not met)"``, ``"0 (margin met)"``
+    """An image's ranking-loss term and what it says: ``"0.0377 (not met)"``, ``"0 (met)"`` (the margin)
     (``facts``: an :class:`apinet.explain.facts.ImageFacts`)."""
     term = "0" if facts.rank_term == 0 else f"{facts.rank_term:.3g}"
-    return f"{term} ({'margin met' if facts.margin_met else 'margin not met'})"
+    return f"{term} ({'met' if facts.margin_met else 'not met'})"

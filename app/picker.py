@@ -193,8 +193,7 @@ def draw_selector(slot: str, gallery: resources.Gallery) -> None:
 def draw_actions(gallery: resources.Gallery, loaded, bank) -> None:
     """Swap, random pair, and the paper's intra / inter partner suggestions for A."""
     row1 = st.columns(2)
-    st.caption("Suggest B for A with the paper's pair construction (nearest in feature space):")
-    row2 = st.columns(2)
+    row2 = st.columns(2)  # the paper's pair construction: B is A's nearest partner in feature space
     row1[0].button("Swap A ↔ B", key="btn_swap", on_click=_swap, icon=":material/swap_horiz:", width="stretch")
     row1[1].button("Random pair", key="btn_random", on_click=_random_pair, args=(gallery,),
                    icon=":material/casino:", width="stretch")

@@ -56,8 +56,7 @@ def _open_strongest(kind: str, gallery, ckpt, gallery_dir: str) -> None:
 
 def draw_buttons(gallery, ckpt, gallery_dir: str) -> None:
     """"Strongest inter pair" / "Strongest intra pair" and the measure they rank by."""
-    st.caption("Find pairs where the attention visibly acts (each gallery image with its nearest partners):")
-    cols = st.columns([1, 1])
+    cols = st.columns([1, 1])  # pairs where the attention visibly acts (each image with its nearest partners)
     cols[0].button("Strongest inter pair", key="btn_strong_inter", on_click=_open_strongest,
                    args=("inter", gallery, ckpt, gallery_dir), icon=":material/trending_up:", width="stretch",
                    help="Two classes: the gallery pair whose gates change A's score the most.")

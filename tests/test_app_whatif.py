@@ -118,11 +118,11 @@ def test_pair_summary_shows_the_logit_gap_and_the_margin(env):
     at = _app(a=SIBLINGS[0], b=SIBLINGS[1]).run()
     _ok(at)
     facts = pair_facts(_expl(env, at))
-    table = next(m.value for m in at.markdown if m.value.startswith("| | logit_self − logit_other"))
+    table = next(m.value for m in at.markdown if m.value.startswith("| | Δ logit | Δ p | ranking loss"))
     for tag, i in (("A", 1), ("B", 2)):
         f = facts.image(i)
         assert f"| **{tag}** | {signed_sig(f.logit_gap)} | {signed_sig(f.score_gap)} | {margin_text(f)} |" in table
-    assert margin_text(facts.image1).endswith("(margin met)") == facts.image1.margin_met
+    assert margin_text(facts.image1).endswith("(met)") == facts.image1.margin_met
     captions = " ".join(c.value for c in at.caption)
     assert ("so p_self − p_other can hardly move" in captions) == facts.any_saturated
     # the walk-through's first-order step, with this pair's numbers

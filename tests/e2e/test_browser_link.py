@@ -47,9 +47,11 @@ def test_shared_link_opens_its_tab_with_its_settings(app_url, browser, shots):
     wait_ready(first, timeout=120)
     params = _params(first.url)
     assert params["tab"] == "walkthrough"
+    default_a = _selected(first, "_explain_as_a").removesuffix(" ✓")  # the landing pair is ranked, not fixed
     first.close()
 
-    target = 7  # not the default class of image A (the default pair's A is of class 0)
+    # two reference classes that are not A's own (its own is marked "✓" in the selector)
+    target, other = [c for c in (7, 12, 13) if names[c] != default_a][:2]
     link = (f"{app_url}/?a={params['a']}&b={params['b']}&tab=ltpa&cmap=magma&k=3&scope=map&ta={target}"
             "&clip=98")
     page = browser.new_page(viewport=DESKTOP)
@@ -74,7 +76,6 @@ def test_shared_link_opens_its_tab_with_its_settings(app_url, browser, shots):
     page.get_by_role("tab", name="Walk-through").click()
     run = wait_ready(page, run, timeout=120)
     assert page.get_by_text(f"A → {names[target]}", exact=False).count() >= 1
-    other = 12
     _choose(page, "_explain_as_a", names[other])
     run = wait_ready(page, run, timeout=120)
     _no_exception(page)
