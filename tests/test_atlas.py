@@ -266,7 +266,8 @@ def test_torchrun_shards_chunks_across_ranks_and_matches_one_process(tmp_path, c
     ddp, one = Atlas.open(tmp_path / "ddp"), Atlas.open(tmp_path / "one")
     assert len(ddp) == 14 and list(ddp.column("id")) == list(one.column("id"))
     np.testing.assert_array_equal(ddp.column("apinet_pred"), one.column("apinet_pred"))
-    np.testing.assert_array_equal(ddp.features("baseline"), one.features("baseline"))
+    # float16 storage: two processes sum in another order than one, so a value may round one unit apart
+    np.testing.assert_allclose(ddp.features("baseline"), one.features("baseline"), rtol=2e-3, atol=1e-6)
     np.testing.assert_array_equal(ddp.column("intra"), one.column("intra"))
 
 

@@ -42,10 +42,14 @@ def test_caption_names_only_the_models_that_clip():
 
 
 def test_channel_figure_headings_carry_the_note_for_lite_only():
-    fig = pair_figure(_expl(LITE, RESNET), "channels", FigureSettings(k=2, scope="map"))
-    assert _headings(fig) == [f"API-Net g1 · {RELU6_FIGURE_NOTE}", f"API-Net g2 · {RELU6_FIGURE_NOTE}", "baseline"]
+    from apinet.render.panels import channel_heading
+
+    lite = _expl(LITE, RESNET)
+    plain = [channel_heading(lite, name, 2) for name in ("apinet_gate1", "apinet_gate2", "baseline_top")]
+    fig = pair_figure(lite, "channels", FigureSettings(k=2, scope="map"))
+    assert _headings(fig) == [f"{plain[0]} · {RELU6_FIGURE_NOTE}", f"{plain[1]} · {RELU6_FIGURE_NOTE}", plain[2]]
     fig = pair_figure(_expl(RESNET, RESNET), "channels", FigureSettings(k=2, scope="map"))
-    assert _headings(fig) == ["API-Net g1", "API-Net g2", "baseline"]
+    assert _headings(fig) == plain
     # several pairs: the heading of each pair row
     fig = multi_pair_figure([_expl(LITE, RESNET), _expl(RESNET, RESNET)], "channels", FigureSettings(k=2),
                             names=["x", "y"])
