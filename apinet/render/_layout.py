@@ -454,11 +454,17 @@ def _square_deficit(fig) -> float:
 def _text_span(fig) -> tuple[float, float]:
     """Lowest and highest pixel of any drawn text (the canvas is drawn first)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.text import Text
 
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     fig.canvas.draw()
+    return _drawn_text_span(fig)
+
+
+def _drawn_text_span(fig) -> tuple[float, float]:
+    """Lowest and highest pixel of any text of a figure whose canvas has just been drawn."""
+    from matplotlib.text import Text
+
     renderer = fig.canvas.get_renderer()
     hidden = {id(t) for ax in fig.get_axes() if not ax.axison
               for t in ax.xaxis.findobj(Text) + ax.yaxis.findobj(Text)}  # tick labels never drawn
@@ -480,7 +486,6 @@ def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:
     """Grow the figure until every text is inside the canvas (constrained layout leaves a title a few
     points outside when a row is crowded); each round lays the figure out again."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.text import Text
 
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
@@ -490,14 +495,7 @@ def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:
         if grow > 0.02:  # images limited by their rows' height: give the rows what the images need
             fig.set_figheight(fig.get_figheight() + grow)
             continue
-        renderer = fig.canvas.get_renderer()
-        hidden = {id(t) for ax in fig.get_axes() if not ax.axison
-                  for t in ax.xaxis.findobj(Text) + ax.yaxis.findobj(Text)}  # tick labels never drawn
-        low, high = 0.0, fig.bbox.height
-        for t in fig.findobj(Text):
-            if t.get_visible() and t.get_text().strip() and id(t) not in hidden:
-                box = t.get_window_extent(renderer)
-                low, high = min(low, box.y0), max(high, box.y1)
+        low, high = _drawn_text_span(fig)
         excess = (high - fig.bbox.height - low) / fig.dpi
         if excess <= 0:
             return
