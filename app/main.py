@@ -230,8 +230,7 @@ def main() -> None:
     try:
         _page()
     finally:
-        if st.session_state.get(state.URL_LOADED):
-            state.write_url()
+        state.write_url_once_restored()
         _ready_marker()
 
 

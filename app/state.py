@@ -17,7 +17,7 @@ import streamlit as st
 from app import config
 
 __all__ = ["GALLERY_PREFIX", "LINK_NOTES", "PARAMS", "TAB_PARAM", "TAB_PARAMS", "UPLOAD_PREFIX", "ensure_defaults",
-           "keep_tab_settings", "restore_from_url", "write_url"]
+           "keep_tab_settings", "restore_from_url", "write_url", "write_url_once_restored"]
 
 GALLERY_PREFIX = "g:"
 UPLOAD_PREFIX = "u:"
@@ -243,6 +243,13 @@ def ensure_defaults(defaults: dict[str, Any], choices: dict[str, Sequence[Any] |
         allowed = choices.get(key)
         if key not in st.session_state or (allowed is not None and st.session_state[key] not in allowed):
             st.session_state[key] = default
+
+
+def write_url_once_restored() -> None:
+    """:func:`write_url`, but only after this session's link has been read (before that, writing would
+    overwrite the link being restored); the page and every fragment end their run with it."""
+    if st.session_state.get(URL_LOADED):
+        write_url()
 
 
 def write_url() -> None:

@@ -128,8 +128,7 @@ def _match(ctx: Context) -> None:
     try:
         _draw_match(ctx)
     finally:
-        if st.session_state.get(state.URL_LOADED):
-            state.write_url()
+        state.write_url_once_restored()
 
 
 def _draw_match(ctx: Context) -> None:

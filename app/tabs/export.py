@@ -212,8 +212,7 @@ def _body(ctx: Context) -> None:
     try:
         _draw_body(ctx)
     finally:
-        if st.session_state.get(state.URL_LOADED):
-            state.write_url()
+        state.write_url_once_restored()
 
 
 def _draw_body(ctx: Context) -> None:

@@ -230,8 +230,7 @@ def _channel_inspector(ctx: Context) -> None:
     try:
         _draw_inspector(ctx)
     finally:
-        if st.session_state.get(state.URL_LOADED):
-            state.write_url()
+        state.write_url_once_restored()
 
 
 def _draw_inspector(ctx: Context) -> None:

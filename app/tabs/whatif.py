@@ -365,8 +365,7 @@ def _body(ctx: Context) -> None:
     try:
         _draw(ctx)
     finally:
-        if st.session_state.get(state.URL_LOADED):
-            state.write_url()
+        state.write_url_once_restored()
 
 
 def _draw(ctx: Context) -> None:
