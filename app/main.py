@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException  # internal; streamlit is pinned
 
 from app import atlas_picker, atlas_source, config, header, picker, resources, responsive, state, tabs
 from app import baselines as baselines_ui
@@ -229,9 +230,17 @@ def main() -> None:
                        initial_sidebar_state="auto")
     try:
         _page()
-    finally:
-        state.write_url_once_restored()
-        _ready_marker()
+    except RerunException:  # interrupted (a widget changed mid-run): the next run ends it, not this one
+        raise
+    except BaseException:  # st.stop() or an error: the run has ended all the same
+        _end_run()
+        raise
+    _end_run()
+
+
+def _end_run() -> None:
+    state.write_url_once_restored()
+    _ready_marker()
 
 
 def _page() -> None:

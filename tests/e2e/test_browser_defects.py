@@ -4,7 +4,10 @@ upload. Same server and fixtures as ``tests/e2e/test_browser.py`` (tiny checkpoi
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import _no_exception, wait_ready
@@ -118,8 +121,11 @@ def _slow_jpeg() -> bytes:
 
 def test_an_upload_never_shows_the_old_picture_under_the_new_name(app_url, browser):
     page, run = _page(browser, app_url, DESKTOP)
-    old = page.locator(".st-key-pair_ab [data-testid=stCaptionContainer]").first.inner_text()
-    assert old.startswith("API-Net predicts")
+    caption = page.locator(".st-key-pair_ab [data-testid=stCaptionContainer]").first
+    expect(caption).to_have_text(re.compile(r"^API-Net predicts"), timeout=60_000)
+    run = wait_ready(page, timeout=60)  # the run that drew it (an interrupted run may have come first)
+    _no_exception(page)
+    old = caption.inner_text()
     page.get_by_text("Upload your own two images").click()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').nth(0).set_input_files(
         {"name": "fresh.jpg", "mimeType": "image/jpeg", "buffer": _slow_jpeg()})
