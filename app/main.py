@@ -369,6 +369,11 @@ def _page() -> None:
         return
 
     _pending_cards(image_a, image_b, (slot_a, slot_b, summary_slot))
+    tab, tab_box = tabs.open_tab()
+    if not tab.needs_pair:  # the Dataset tab: drawn before the explanation, so a click there shows at once
+        with tab_box:
+            tab.draw(tabs.Context(expl=None, settings=None, image_a=image_a, image_b=image_b, apinet=ckpt,
+                                  baseline=base, atlas=atlas, atlas_note=atlas_choice.refused))
     names = list(loaded.class_names)
     try:  # an upload's default reference class is API-Net's prediction: a forward pass that may refuse it
         default1, default2 = _default_target(image_a, ckpt), _default_target(image_b, ckpt)
@@ -428,4 +433,6 @@ def _page() -> None:
     from app.tabs import whatif
 
     whatif.forget_if_pair_changed(ctx)  # what-if changes belong to one pair
-    tabs.draw_tabs(ctx)
+    if tab.needs_pair:
+        with tab_box:
+            tab.draw(ctx)

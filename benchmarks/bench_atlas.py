@@ -189,12 +189,12 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
         chrome = pw.chromium.launch(executable_path=shutil.which("chromium"))
         for mode in modes:
             points = None
-            if mode.startswith("lod"):  # lod or lod:POINTS
-                mode, _, points = mode.partition(":")
-            extra = {"APINET_ATLAS_MAP_POINTS": points} if points else {}
-            proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode, **extra})
+            proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode})
             try:
                 drawn, clicks = [], []
+                if mode == "component":
+                    _component(chrome, url, repeats, atlas_dir)
+                    continue
                 for _ in range(repeats):
                     page = chrome.new_page(viewport={"width": 1400, "height": 900})
                     t = time.perf_counter()
@@ -233,6 +233,56 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         chrome.close()
+
+
+def _component(chrome, url: str, repeats: int, atlas_dir: Path) -> None:
+    """The app's map (a canvas component): page load until every point is drawn; then clicks on
+    random visible points (setting A, B, A in turn) until the mark is drawn in the browser, confirmed
+    by the server's run (with A's mined partners), and the run over."""
+    from apinet.atlas import Atlas
+
+    atlas = Atlas.open(atlas_dir)
+    rng = np.random.default_rng(0)
+    drawn, local, confirmed, ended = [], [], [], []
+    for _ in range(repeats):
+        page = chrome.new_page(viewport={"width": 1400, "height": 900})
+        t = time.perf_counter()
+        page.goto(url)
+        page.wait_for_selector(f".atlas-map[data-drawn='{len(atlas)}']", state="attached", timeout=120_000)
+        drawn.append(time.perf_counter() - t)
+        page.wait_for_selector(".map-ready", state="attached", timeout=60_000)
+        page.wait_for_timeout(500)
+        themap = page.locator(".atlas-map canvas").first
+        themap.scroll_into_view_if_needed()
+        box = themap.bounding_box()
+        themap = page.locator(".atlas-map").first
+        for _ in range(3):
+            while True:  # a random image drawn inside the visible part of the map, not A already
+                row = int(rng.integers(len(atlas)))
+                x, y = themap.evaluate("(el, i) => el.screenOf(i)", row)
+                hit = themap.evaluate("(el, xy) => el.rowAt(xy[0], xy[1])", [x, y])  # another point may lie on top
+                inside = box["x"] + 5 < x < box["x"] + box["width"] - 5 and 5 < y < min(900, box["y"] + box["height"]) - 5
+                slot = themap.get_attribute("data-next")  # clicks set A, then B, then A...
+                if inside and str(hit) != themap.get_attribute(f"data-{slot}"):
+                    break
+            t = time.perf_counter()
+            page.mouse.click(x, y)
+            page.wait_for_selector(f".atlas-map[data-{slot}='{hit}']", state="attached", timeout=30_000)
+            local.append(time.perf_counter() - t)
+            page.wait_for_selector(f".atlas-map[data-confirmed-{slot}='{hit}']", state="attached", timeout=30_000)
+            confirmed.append(time.perf_counter() - t)
+            page.wait_for_selector(f".map-ready[data-{slot}='{hit}']", state="attached", timeout=30_000)
+            ended.append(time.perf_counter() - t)
+            page.wait_for_timeout(300)
+        page.close()
+
+    def fmt(values):
+        return f"median {statistics.median(values):.3f} s (all: {', '.join(f'{v:.3f}' for v in values)})"
+
+    print(f"component: {len(atlas):,} points drawn {fmt(drawn)}")
+    print(f"component: click to A or B drawn in the browser {fmt(local)}")
+    print(f"component: click to A or B confirmed by the server's run (with A's partners) {fmt(confirmed)}")
+    print(f"component: click to the run's end {fmt(ended)}")
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -299,8 +349,8 @@ def main() -> None:
     p = sub.add_parser("browser")
     p.add_argument("--atlas", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--modes", default="bare,tiny,lod,lod:5000,plain",
-                   help="bare page, ten-point chart, the app's map (lod[:POINTS]), one plain trace of every image")
+    p.add_argument("--modes", default="bare,component,tiny,plain",
+                   help="bare page, the app's map (a canvas component), a ten-point Plotly chart, one plain scattergl trace of every image")
     p = sub.add_parser("build")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)

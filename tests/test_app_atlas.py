@@ -31,15 +31,82 @@ def _atlas(folder):
 # ---------------------------------------------------------------------------------------- pure parts
 
 
-def test_map_click_takes_the_first_atlas_point(atlas_dir):
-    from app.tabs.dataset import map_click
+def test_map_click_takes_a_row_of_this_atlas_and_a_slot(atlas_dir):
+    from app.atlas_map import map_click
 
     atlas = _atlas(atlas_dir)
-    density = {"curve_number": 0, "x": 0.1, "y": 0.2}  # the density layer carries no row
-    assert map_click([density, {"customdata": 7}], atlas, "b") == ("b", 7)
-    assert map_click([{"customdata": [12, 3]}], atlas, "a") == ("a", 12)  # a partner line: its first point is A
-    assert map_click([{"customdata": 999}], atlas, "a") is None  # not a row
-    assert map_click([], atlas, "a") is None
+    assert map_click({"row": 7, "slot": "b"}, atlas) == ("b", 7)
+    assert map_click({"row": "12", "slot": "a"}, atlas) == ("a", 12)
+    assert map_click({"row": len(atlas), "slot": "a"}, atlas) is None  # not a row
+    assert map_click({"row": -1, "slot": "a"}, atlas) is None
+    assert map_click({"row": 3, "slot": "c"}, atlas) is None
+    assert map_click({"row": None, "slot": "a"}, atlas) is None
+    assert map_click([3], atlas) is None
+
+
+def _unpack(payload):
+    import base64
+
+    points = payload["points"]
+    xy = np.frombuffer(base64.b64decode(points["xy"]), "<u2").reshape(-1, 2)
+    return xy, np.frombuffer(base64.b64decode(points["colour"]), np.uint8), \
+        np.frombuffer(base64.b64decode(points["label"]), "<u2")
+
+
+def test_map_points_are_packed_once_with_their_shape_and_colours(atlas_dir):
+    from app.atlas_map import COLOURS, points_payload
+
+    atlas = _atlas(atlas_dir)
+    payload = points_payload(atlas, "class")
+    assert points_payload(atlas, "class") is payload  # made once per atlas and colouring
+    xy, colour, labels = _unpack(payload)
+    assert len(xy) == len(colour) == len(labels) == payload["n"] == len(atlas)
+    # one scale for both axes: the layout's aspect ratio survives the packing (to 1/65535)
+    span = atlas.xy.max(0) - atlas.xy.min(0)
+    packed = (xy.max(0) - xy.min(0)).astype(float)
+    assert packed.max() == 65535
+    assert packed[0] / packed[1] == pytest.approx(span[0] / span[1], rel=1e-3)
+    order = np.argsort(atlas.xy[:, 0])
+    assert np.all(np.diff(xy[order, 0].astype(int)) >= 0)  # the packing keeps the order of positions
+    assert np.array_equal(labels, np.where(atlas.labelled, atlas.labels, 65535))
+    assert np.array_equal(colour, atlas.labels % len(atlas.class_names))
+    assert len(payload["palette"]) == 256 and len(set(payload["palette"][:len(atlas.class_names)])) == len(atlas.class_names)
+    # correctness: 1 right, 0 wrong, drawn wrong-last; OOD: 0..254 from the lowest to the highest score
+    right = _unpack(points_payload(atlas, "apinet"))[1]
+    assert np.array_equal(right, atlas.correct("apinet").astype(np.uint8))
+    assert points_payload(atlas, "apinet")["points"]["order"] == [255, 1, 0]
+    scores = atlas.column("ood").astype(float)
+    assert np.all(_unpack(points_payload(atlas, "ood"))[1][~np.isfinite(scores)] == 255)  # no score: grey
+    demo = _atlas(ROOT / "assets" / "atlas")  # the shipped atlas has every OOD score
+    ood, scores = _unpack(points_payload(demo, "ood"))[1], demo.column("ood").astype(float)
+    assert ood[np.argmin(scores)] == 0 and ood[np.argmax(scores)] == 254 and np.all(ood < 255)
+    assert np.all(np.diff(ood[np.argsort(scores)].astype(int)) >= 0)
+    disagree = _unpack(points_payload(atlas, "disagree"))[1]
+    assert np.array_equal(disagree, atlas.predictions("apinet") != atlas.predictions("baseline"))
+    assert len({points_payload(atlas, m)["key"] for m in COLOURS}) == len(COLOURS)
+
+
+def test_map_marks_and_hover_card(atlas_dir):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from app.atlas_map import hover_card, marks_of
+
+    atlas = _atlas(atlas_dir)
+    assert marks_of(atlas, {}) == {"a": -1, "b": -1, "intra": -1, "inter": -1}
+    marks = marks_of(atlas, {"a": 4, "b": 9})
+    assert marks == {"a": 4, "b": 9, "intra": int(atlas.column("intra")[4]), "inter": int(atlas.column("inter")[4])}
+    assert atlas.labels[marks["intra"]] == atlas.labels[4] != atlas.labels[marks["inter"]]
+    card = hover_card(atlas, 5)
+    assert card["row"] == 5 and card["id"] == atlas.column("id")[5]
+    head, data = card["thumb"].split(",", 1)
+    assert head == "data:image/webp;base64"
+    assert Image.open(io.BytesIO(base64.b64decode(data))).format == "WEBP"
+    names = atlas.class_names
+    assert card["preds"] == (f"API-Net: {names[atlas.predictions('apinet')[5]]} · "
+                             f"baseline: {names[atlas.predictions('baseline')[5]]}")
 
 
 def test_confusion_click_opens_a_misclassified_image_beside_the_nearest_of_the_other_class(atlas_dir):
@@ -54,16 +121,6 @@ def test_confusion_click_opens_a_misclassified_image_beside_the_nearest_of_the_o
     assert confusion_click([{"x": c, "y": c}], atlas, "apinet") is None  # the diagonal opens nothing
     assert confusion_click([{"x": "nan?"}], atlas, "apinet") is None
     assert pair_of_row(atlas, row) == (row, int(atlas.column("inter")[row]))
-
-
-def test_map_samples_points_and_keeps_the_pair():
-    from apinet.atlas.query import map_density, map_sample
-
-    rows = map_sample(100_000, 20_000, keep=np.array([99_999, 5]))
-    assert len(rows) == 20_000 and len(np.unique(rows)) == 20_000 and {5, 99_999} <= set(rows.tolist())
-    assert np.array_equal(map_sample(50, 20_000), np.arange(50))
-    counts, cx, cy = map_density(np.random.default_rng(0).normal(size=(1000, 2)), bins=10)
-    assert counts.sum() == 1000 and counts.shape == (10, 10) and len(cx) == len(cy) == 10
 
 
 # ---------------------------------------------------------------------------------------- the app
@@ -221,3 +278,27 @@ def test_unlabelled_atlas_images_have_no_label_in_the_picker(tmp_path, assets):
     finch = gallery.get("Red-crowned Finch/img_000.png")
     assert penguin.label is None and penguin.class_name == "Purple Penguin (unlabelled)"  # explained as an upload
     assert finch.label == 0 and finch.class_name == "Red-crowned Finch"
+
+
+@pytest.mark.slow
+def test_dataset_tab_is_drawn_before_the_pair_is_explained(atlas_dir, monkeypatch, env):
+    """The Dataset tab never reads the explanation: the page draws it first, so a map click shows
+    before the new pair is explained, and the map stays usable when an explanation fails."""
+    from app import resources
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the model is away")
+
+    at = _app(atlas_dir, monkeypatch, env).run()
+    _ok(at)
+    monkeypatch.setattr(resources, "explain", fail)
+    _open_dataset(at)
+    assert any("Could not explain this pair: the model is away" in e.value for e in at.error)
+    assert any(c.value.startswith("Atlas of **synthbirds**") for c in at.caption)  # the tab is there all the same
+    assert at.radio(key="dcolour").value == "class"
+    from app.tabs import TAB_KEY
+
+    at.session_state[TAB_KEY] = "Walk-through"  # a tab that needs the explanation stays empty
+    at.run()
+    assert not any(c.value.startswith("Atlas of") for c in at.caption)
+    assert any("Could not explain this pair" in e.value for e in at.error)

@@ -15,7 +15,7 @@ from ..pairs import PartnerChoice
 from .store import MODELS, Atlas
 
 __all__ = ["Confusion", "PAIR_KINDS", "cell_pair", "confusion", "confusions", "disagreements", "filter_rows",
-           "map_density", "map_sample", "mine_partners", "mining_labels", "nearest_partners", "ranked_pairs"]
+           "mine_partners", "mining_labels", "nearest_partners", "ranked_pairs"]
 
 PAIR_KINDS = ("intra", "inter")
 _BLOCK = 4096  # rows of features per distance block: bounded memory at any atlas size
@@ -188,26 +188,3 @@ def ranked_pairs(atlas: Atlas, kind: str = "inter", by: str = "gate_gap") -> tup
     strength = PairStrength(*(np.asarray(atlas.column(f"{kind}_{m}"), np.float64)[rows] for m in PAIR_STRENGTH_MEASURES))
     order = rank_pairs(strength, by)
     return rows[order], partners[rows[order]]
-
-
-def map_sample(count: int, max_points: int, *, keep: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
-    """Which of ``count`` rows the map draws as points: all of them up to ``max_points``, else a
-    seeded random sample of that size that always holds ``keep`` (the current pair, a filter's
-    rows, up to the budget). Sorted row indices. The rest are shown as density (:func:`map_density`)."""
-    keep = np.unique(np.asarray([] if keep is None else keep, dtype=np.int64))
-    keep = keep[(keep >= 0) & (keep < count)][:max_points]
-    if count <= max_points:
-        return np.arange(count)
-    rng = np.random.default_rng(seed)
-    rest = np.setdiff1d(rng.choice(count, size=min(count, max_points + len(keep)), replace=False), keep)
-    return np.sort(np.concatenate([keep, rest[:max_points - len(keep)]]))
-
-
-def map_density(xy: np.ndarray, bins: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts of map positions ``[bins, bins]`` (rows: y) with the bin centres along x and y."""
-    if len(xy) == 0:
-        return np.zeros((bins, bins)), np.zeros(bins), np.zeros(bins)
-    lo, hi = xy.min(0), xy.max(0)
-    hi = np.where(hi > lo, hi, lo + 1e-6)
-    counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=bins, range=[[lo[0], hi[0]], [lo[1], hi[1]]])
-    return counts.T, (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2

@@ -19,7 +19,7 @@ from app.tabs import whatif  # issue #22: what-if controls
 from app.tabs import dataset  # issue #23: the atlas's Dataset view
 from app.tabs.common import Context, DisplaySettings
 
-__all__ = ["Context", "DisplaySettings", "TABS", "TAB_KEY", "Tab", "by_slug", "draw_tabs"]
+__all__ = ["Context", "DisplaySettings", "TABS", "TAB_KEY", "Tab", "by_slug", "open_tab"]
 
 #: session_state key of the open tab's label (the widget key of ``st.tabs``).
 TAB_KEY = "tab_label"
@@ -30,6 +30,9 @@ class Tab:
     slug: str
     label: str
     draw: Callable[[Context], None]
+    #: False for a tab that never reads the pair's explanation (``ctx.expl``): the page draws it before
+    #: it explains the pair, so a choice made there (a map click) shows at once.
+    needs_pair: bool = True
 
 
 TABS: tuple[Tab, ...] = (
@@ -45,7 +48,7 @@ TABS: tuple[Tab, ...] = (
     Tab("match", "Where does it match?", correspondence.draw),
     Tab("predictions", "Predictions", predictions.draw),
     Tab("export", "Export", export.draw),
-    Tab("dataset", "Dataset", dataset.draw),
+    Tab("dataset", "Dataset", dataset.draw, needs_pair=False),
 )
 
 
@@ -53,13 +56,12 @@ def by_slug(slug: str) -> Tab | None:
     return next((t for t in TABS if t.slug == slug), None)
 
 
-def draw_tabs(ctx: Context) -> None:
-    """Draw the tab bar and the open tab only (the rest run when they are opened)."""
+def open_tab():
+    """Draw the tab bar; return the open :class:`Tab` and its container (the rest stay empty until
+    opened: ``st.tabs`` reruns the page when another is chosen)."""
     labels = [t.label for t in TABS]
     if st.session_state.get(TAB_KEY) not in labels:
         st.session_state.pop(TAB_KEY, None)
     containers = st.tabs(labels, key=TAB_KEY, on_change="rerun")
-    for tab, container in zip(TABS, containers):
-        if container.open:
-            with container:
-                tab.draw(ctx)
+    return next(((tab, c) for tab, c in zip(TABS, containers) if c.open), (TABS[0], containers[0]))
+

@@ -1,14 +1,17 @@
-"""The Dataset tab in Debian Chromium: a click on the map's points sets image A, the next sets B
-(Streamlit's own ``on_select`` event of ``st.plotly_chart``, which AppTest cannot send)."""
+"""The Dataset tab in Debian Chromium: the map (a canvas component) shows a hovered image's thumbnail,
+a click on a point sets image A and the next sets B; a confusion cell opens its pair (Streamlit's
+``on_select`` of ``st.plotly_chart``). AppTest can send neither event."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.server import streamlit_app
 from tests.e2e import test_browser as _base
@@ -17,15 +20,6 @@ from tests.e2e.test_browser import CHROMIUM, ROOT, _no_exception, wait_ready
 browser = _base.browser  # the same module-scoped Chromium fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-_POINT = """(index) => { const gd = document.querySelector('.st-key-dmap .js-plotly-plot');
-  if (!gd || !gd._fullLayout) return null;
-  const pts = [];  // every image point of the per-class WebGL traces
-  for (const t of gd._fullData) if (t.type === 'scattergl' && t.customdata)
-    for (let i = 0; i < t.customdata.length; i++) pts.push([Number(t.customdata[i]), t.x[i], t.y[i]]);
-  const [row, x, y] = pts[index % pts.length], L = gd._fullLayout, r = gd.getBoundingClientRect();
-  return {row: row, x: r.left + L._size.l + L.xaxis.l2p(x), y: r.top + L._size.t + L.yaxis.l2p(y)}; }"""
-
 
 @pytest.fixture(scope="module")
 def atlas_app(tmp_path_factory):
@@ -52,7 +46,15 @@ def _query(page, key: str) -> str:
     return unquote(parse_qs(urlparse(page.url).query)[key][0])
 
 
-def test_map_clicks_set_a_then_b(atlas_app, browser):
+def _point(page, row: int) -> tuple[float, float, int]:
+    """Where atlas image ``row`` is drawn on the page, and the row a click there picks (the nearest
+    point within 8 px: another image may lie on top of it)."""
+    themap = page.locator(".atlas-map").first
+    x, y = themap.evaluate("(el, i) => el.screenOf(i)", row)
+    return x, y, themap.evaluate("(el, xy) => el.rowAt(xy[0], xy[1])", [x, y])
+
+
+def test_map_hover_shows_the_thumbnail_and_clicks_set_a_then_b(atlas_app, browser):
     from apinet.atlas import Atlas
 
     url, folder = atlas_app
@@ -60,21 +62,34 @@ def test_map_clicks_set_a_then_b(atlas_app, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url + "/?tab=dataset")
     run = wait_ready(page, timeout=180)
-    page.locator(".st-key-dmap .js-plotly-plot canvas").first.wait_for(state="attached", timeout=60_000)
-    page.wait_for_timeout(800)
-    page.locator(".st-key-dmap").scroll_into_view_if_needed()
-    first = page.evaluate(_POINT, 3)
-    page.mouse.click(first["x"], first["y"])
+    themap = page.locator(".atlas-map").first
+    expect(themap).to_have_attribute("data-drawn", str(len(atlas)), timeout=60_000)  # every image is a point
+    themap.scroll_into_view_if_needed()
+    # resting on a point shows its class at once, then its thumbnail, id and both predictions
+    x, y, row = _point(page, 3)
+    page.mouse.move(x, y)
+    tip = page.locator(".atlas-map .tip")
+    expect(tip.locator(".name")).to_have_text(atlas.class_names[atlas.labels[row]])
+    expect(tip.locator("img")).to_have_attribute("src", re.compile(r"^data:image/webp;base64,"), timeout=30_000)
+    expect(tip.locator(".id")).to_have_text(atlas.column("id")[row])
+    _no_exception(page)
+    page.mouse.click(x, y)
+    expect(themap).to_have_attribute("data-a", str(row), timeout=2_000)  # marked in the browser at once
+    expect(themap).to_have_attribute("data-confirmed-a", str(row), timeout=60_000)  # and by the page's run
+    # A's mined partners, read from the atlas, are drawn
+    expect(themap).to_have_attribute("data-intra", str(int(atlas.column("intra")[row])))
+    expect(themap).to_have_attribute("data-inter", str(int(atlas.column("inter")[row])))
     run = wait_ready(page, run, timeout=180)
     _no_exception(page)
-    assert _query(page, "a") == atlas.column("id")[first["row"]]
-    page.wait_for_timeout(800)
-    second = page.evaluate(_POINT, 11)
-    page.mouse.click(second["x"], second["y"])
+    assert _query(page, "a") == atlas.column("id")[row]
+    assert themap.get_attribute("data-next") == "b"
+    x, y, second = _point(page, 11 if row != 11 else 12)
+    page.mouse.click(x, y)
+    expect(themap).to_have_attribute("data-confirmed-b", str(second), timeout=60_000)
     wait_ready(page, run, timeout=180)
     _no_exception(page)
-    assert _query(page, "b") == atlas.column("id")[second["row"]]
-    assert _query(page, "a") == atlas.column("id")[first["row"]]
+    assert _query(page, "b") == atlas.column("id")[second]
+    assert _query(page, "a") == atlas.column("id")[row]
     page.close()
 
 
