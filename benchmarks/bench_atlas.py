@@ -6,9 +6,11 @@
     python benchmarks/bench_atlas.py build [--images 256] [--threads 1]              # build vs plain forward throughput
 
 The synthetic atlas has random features (float16, D = 320 like the demo's EfficientNet-Lite0) and
-a random clustered layout, real WebP thumbnails (SynthBirds renders, reused cyclically), random
-predictions, partners and mechanism columns, and the demo checkpoints' SHA-256 in its manifest, so
-``APINET_ATLAS_DIR=/tmp/atlas100k streamlit run streamlit_app.py`` opens it with the demo models.
+a random layout of 200 clusters labelled with the demo's 20 classes; each row's image is a real
+SynthBirds test render of its class (its path renders it again; its WebP thumbnail is real), with
+random predictions, partners and mechanism columns, and the demo checkpoints' SHA-256 in its
+manifest, so ``APINET_ATLAS_DIR=/tmp/atlas100k streamlit run streamlit_app.py`` opens and explains it
+with the demo models (``browser --modes app``).
 """
 
 from __future__ import annotations
@@ -39,44 +41,47 @@ def make_synthetic_atlas(out: Path, images: int, *, dim: int = 320, classes: int
     import pyarrow.parquet as pq
 
     from apinet.atlas.build import thumbnail_bytes
-    from apinet.atlas.store import ATLAS_FORMAT, MODELS, ROW_GROUP, features_file
+    from apinet.atlas.store import ATLAS_FORMAT, MODELS, ROW_GROUP, features_file, synth_path
     from apinet.data import SynthBirds
 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     birds = SynthBirds(split="test", image_size=128)
     thumbs = [thumbnail_bytes(birds.load_pil(i), 64) for i in range(100)]
-    labels = rng.integers(0, classes, images).astype(np.int32)
+    clusters = rng.integers(0, classes, images)
+    labels = (clusters % len(SynthBirds.CLASSES)).astype(np.int32)  # the demo's classes: the app can explain any row
     centres = rng.normal(size=(classes, 2)) * 4
-    xy = (centres[labels] + rng.normal(size=(images, 2))).astype(np.float32)
+    xy = (centres[clusters] + rng.normal(size=(images, 2))).astype(np.float32)
+    # each row's image is a real SynthBirds test render of its class (test image k has class k % 20)
+    source = ((np.arange(images) // len(SynthBirds.CLASSES)) % 40) * len(SynthBirds.CLASSES) + labels
     xy /= np.abs(xy).max()
     for m in MODELS:
         feats = np.lib.format.open_memmap(out / features_file(m), mode="w+", dtype=np.float16, shape=(images, dim))
         for s in range(0, images, 10_000):
             e = min(images, s + 10_000)
-            feats[s:e] = (rng.normal(size=(e - s, dim)) + labels[s:e, None] % 7).astype(np.float16)
+            feats[s:e] = (rng.normal(size=(e - s, dim)) + clusters[s:e, None] % 7).astype(np.float16)
         feats.flush()
         del feats
 
     def pred(ok_rate):
         wrong = rng.random(images) > ok_rate
-        return np.where(wrong, rng.integers(0, classes, images), labels).astype(np.int32)
+        return np.where(wrong, rng.integers(0, len(SynthBirds.CLASSES), images), labels).astype(np.int32)
 
     preds = {"apinet": pred(0.85), "baseline": pred(0.8)}
-    names = [f"class {c:03d}" for c in range(classes)]
+    names = list(SynthBirds.CLASSES)
     writer = None
     for s in range(0, images, 8192):
         e = min(images, s + 8192)
         n = e - s
-        cols = {"id": pa.array([f"class_{labels[i]:03d}/img_{i:06d}.jpg" for i in range(s, e)]),
-                "path": pa.array([f"/nonexistent/{i}.jpg" for i in range(s, e)]),
+        cols = {"id": pa.array([f"cluster_{clusters[i]:03d}/img_{i:06d}" for i in range(s, e)]),
+                "path": pa.array([synth_path(0, "test", int(source[i]), 224) for i in range(s, e)]),
                 "class_name": pa.array([names[labels[i]] for i in range(s, e)]),
                 "label": pa.array(labels[s:e])}
         for m in MODELS:
-            top = np.concatenate([preds[m][s:e, None], rng.integers(0, classes, (n, 4))], 1).astype(np.int32)
+            top = np.concatenate([preds[m][s:e, None], rng.integers(0, len(names), (n, 4))], 1).astype(np.int32)
             cols[f"{m}_top5"] = pa.FixedSizeListArray.from_arrays(pa.array(top.ravel()), 5)
             cols[f"{m}_top5_prob"] = pa.FixedSizeListArray.from_arrays(pa.array(np.sort(rng.random((n, 5)), 1)[:, ::-1].astype(np.float32).ravel()), 5)
-        cols["thumbnail"] = pa.array([thumbs[i % len(thumbs)] for i in range(s, e)], pa.binary())
+        cols["thumbnail"] = pa.array([thumbs[int(source[i]) % len(thumbs)] for i in range(s, e)], pa.binary())
         for m in MODELS:
             cols[f"{m}_pred"] = pa.array(preds[m][s:e])
             cols[f"{m}_prob"] = pa.array(rng.random(n).astype(np.float32))
@@ -189,11 +194,14 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
         chrome = pw.chromium.launch(executable_path=shutil.which("chromium"))
         for mode in modes:
             points = None
-            proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode})
+            if mode == "app":  # the whole app on this atlas, opened on its Dataset tab
+                proc, url = _serve("streamlit_app.py", {**env, "APINET_ATLAS_DIR": str(atlas_dir)})
+            else:
+                proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode})
             try:
                 drawn, clicks = [], []
-                if mode == "component":
-                    _component(chrome, url, repeats, atlas_dir)
+                if mode in ("component", "app"):
+                    _component(chrome, url, repeats, atlas_dir, app=mode == "app")
                     continue
                 for _ in range(repeats):
                     page = chrome.new_page(viewport={"width": 1400, "height": 900})
@@ -235,7 +243,11 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
         chrome.close()
 
 
-def _component(chrome, url: str, repeats: int, atlas_dir: Path) -> None:
+_APP_RUN = """() => { const m = document.querySelector('.apinet-ready');
+  return m && !document.querySelector('[data-testid="stStatusWidget"]') ? Number(m.dataset.run) : -1; }"""
+
+
+def _component(chrome, url: str, repeats: int, atlas_dir: Path, app: bool = False) -> None:
     """The app's map (a canvas component): page load until every point is drawn; then clicks on
     random visible points (setting A, B, A in turn) until the mark is drawn in the browser, confirmed
     by the server's run (with A's mined partners), and the run over."""
@@ -247,10 +259,10 @@ def _component(chrome, url: str, repeats: int, atlas_dir: Path) -> None:
     for _ in range(repeats):
         page = chrome.new_page(viewport={"width": 1400, "height": 900})
         t = time.perf_counter()
-        page.goto(url)
-        page.wait_for_selector(f".atlas-map[data-drawn='{len(atlas)}']", state="attached", timeout=120_000)
+        page.goto(url + ("/?tab=dataset" if app else ""))
+        page.wait_for_selector(f".atlas-map[data-drawn='{len(atlas)}']", state="attached", timeout=300_000)
         drawn.append(time.perf_counter() - t)
-        page.wait_for_selector(".map-ready", state="attached", timeout=60_000)
+        page.wait_for_selector(".apinet-ready" if app else ".map-ready", state="attached", timeout=300_000)
         page.wait_for_timeout(500)
         themap = page.locator(".atlas-map canvas").first
         themap.scroll_into_view_if_needed()
@@ -265,13 +277,17 @@ def _component(chrome, url: str, repeats: int, atlas_dir: Path) -> None:
                 slot = themap.get_attribute("data-next")  # clicks set A, then B, then A...
                 if inside and str(hit) != themap.get_attribute(f"data-{slot}"):
                     break
+            before = page.evaluate(_APP_RUN) if app else None
             t = time.perf_counter()
             page.mouse.click(x, y)
             page.wait_for_selector(f".atlas-map[data-{slot}='{hit}']", state="attached", timeout=30_000)
             local.append(time.perf_counter() - t)
             page.wait_for_selector(f".atlas-map[data-confirmed-{slot}='{hit}']", state="attached", timeout=30_000)
             confirmed.append(time.perf_counter() - t)
-            page.wait_for_selector(f".map-ready[data-{slot}='{hit}']", state="attached", timeout=30_000)
+            if app:  # the page's run: the new pair explained (a model run) and every card drawn
+                page.wait_for_function(f"() => ({_APP_RUN})() > {before}", timeout=300_000, polling=20)
+            else:
+                page.wait_for_selector(f".map-ready[data-{slot}='{hit}']", state="attached", timeout=30_000)
             ended.append(time.perf_counter() - t)
             page.wait_for_timeout(300)
         page.close()
@@ -279,10 +295,11 @@ def _component(chrome, url: str, repeats: int, atlas_dir: Path) -> None:
     def fmt(values):
         return f"median {statistics.median(values):.3f} s (all: {', '.join(f'{v:.3f}' for v in values)})"
 
-    print(f"component: {len(atlas):,} points drawn {fmt(drawn)}")
-    print(f"component: click to A or B drawn in the browser {fmt(local)}")
-    print(f"component: click to A or B confirmed by the server's run (with A's partners) {fmt(confirmed)}")
-    print(f"component: click to the run's end {fmt(ended)}")
+    name = "app" if app else "component"
+    print(f"{name}: {len(atlas):,} points drawn {fmt(drawn)}")
+    print(f"{name}: click to A or B drawn in the browser {fmt(local)}")
+    print(f"{name}: click to A or B confirmed by the server's run (with A's partners) {fmt(confirmed)}")
+    print(f"{name}: click to the run's end{' (the new pair explained)' if app else ''} {fmt(ended)}")
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -350,7 +367,8 @@ def main() -> None:
     p.add_argument("--atlas", type=Path, required=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modes", default="bare,component,tiny,plain",
-                   help="bare page, the app's map (a canvas component), a ten-point Plotly chart, one plain scattergl trace of every image")
+                   help="bare page, the app's map alone (a canvas component), the whole app on its Dataset tab, a ten-point Plotly "
+                        "chart, one plain scattergl trace of every image")
     p = sub.add_parser("build")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
