@@ -62,3 +62,33 @@ def test_a_card_without_names_or_preprocessing_has_the_documented_defaults():
     interface = ModelInterface.from_card(card)
     assert interface.class_names == ("class 0", "class 1")
     assert (interface.input_size, interface.output_stride, interface.map_side()) == (224, 32, 7)
+
+
+def test_the_command_line_refuses_a_baseline_the_app_would_not_offer(tmp_path, capsys, monkeypatch):
+    """`apinet explain` (and `explain_pair_from_checkpoint`, `evaluate-explanations`) apply the app's
+    rule: a baseline whose classes come in another order is refused in one line, before a pair is explained."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from apinet.cli import main
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+    base = tmp_path / "baseline_reordered.safetensors"
+    shutil.copy(demo / "baseline_synthbirds.safetensors", base)
+    card = json.loads((demo / "baseline_synthbirds.json").read_text())
+    card["class_names"] = list(reversed(card["class_names"]))
+    base.with_suffix(".json").write_text(json.dumps(card))
+    monkeypatch.delenv("APINET_DEBUG", raising=False)
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (64, 64), (90, 140, 60)).save(tmp_path / name)
+    out = tmp_path / "fig.png"
+    code = main(["explain", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--checkpoint",
+                 str(demo / "apinet_synthbirds.safetensors"), "--baseline", str(base), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {base}: this baseline cannot be compared with apinet_synthbirds.safetensors: "
+                             f"the same 20 classes in another order (class 0 is {card['class_names'][0]!r}"), err[0]
+    assert not out.exists()

@@ -185,8 +185,13 @@ def warm_up(model: nn.Module, baseline: nn.Module | None = None, input_size: int
 def load_pair_models(checkpoint: str | Path = DEFAULT_APINET_CHECKPOINT,
                      baseline: str | Path | None = DEFAULT_BASELINE_CHECKPOINT,
                      map_location: str = "cpu"):
-    """Load ``(apinet, apinet_card, baseline_or_None, baseline_card_or_None)`` in eval mode."""
-    from ..checkpoint import load_model
+    """Load ``(apinet, apinet_card, baseline_or_None, baseline_card_or_None)`` in eval mode.
+
+    A baseline that cannot be set beside this API-Net (other classes, input or map size:
+    :func:`apinet.compat.baseline_mismatch`, the app's rule) is refused with a one-line
+    :class:`~apinet.checkpoint.CheckpointError` before a pair is explained."""
+    from ..checkpoint import CheckpointError, load_model
+    from ..compat import ModelInterface, baseline_mismatch
 
     for path in (checkpoint, baseline):
         _require_demo_checkpoint(path)
@@ -194,6 +199,13 @@ def load_pair_models(checkpoint: str | Path = DEFAULT_APINET_CHECKPOINT,
     bmodel, bcard = (None, None)
     if baseline is not None:
         bmodel, bcard = load_model(baseline, map_location=map_location)
+        try:
+            reason = baseline_mismatch(ModelInterface.from_card(card), ModelInterface.from_card(bcard))
+        except ValueError as exc:  # a card that does not say what the model expects
+            reason = str(exc)
+        if reason:
+            raise CheckpointError(f"{baseline}: this baseline cannot be compared with {Path(checkpoint).name}: "
+                                  f"{reason} (pass --baseline none, or a baseline trained for the same classes and input)")
     return model, card, bmodel, bcard
 
 
