@@ -76,7 +76,7 @@ def _source(gallery_dir: str, item_id: str) -> tuple[str, int, int, int] | None:
             return split, seed, size, index
         except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
             return None
-    match = _IN_MEMORY_ID.match(item_id)  # the in-memory gallery (resources._synthbirds_gallery)
+    match = _IN_MEMORY_ID.match(item_id)  # the in-memory gallery (app.gallery._synthbirds_gallery)
     return (match.group(1), 0, DEFAULT_IMAGE_SIZE, int(match.group(2))) if match else None
 
 
