@@ -59,3 +59,23 @@ def test_whatif_figure_draws_the_logit_gaps_and_the_changes(width):
     assert buffer.getvalue()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="at least 7"):
         whatif_figure(expl, result, font_size=5)
+
+
+def test_whatif_figure_takes_the_export_background():
+    """White, transparent or dark like the other figures (the Export tab's choice), with light text on dark."""
+    from matplotlib.colors import to_rgba
+
+    torch.manual_seed(0)
+    model = APINet("resnet18", num_classes=4, output_stride=16).eval()
+    result = WhatIfPair(model, (0, 2), inputs=torch.randn(2, 3, 64, 64)).run([SwapGates()])
+    expl = SimpleNamespace(image1=np.zeros((64, 64, 3), np.uint8), image2=np.zeros((64, 64, 3), np.uint8),
+                           settings={})
+    white, clear, dark = (whatif_figure(expl, result, background=b) for b in ("white", "transparent", "dark"))
+    assert to_rgba(white.get_facecolor()) == to_rgba("white")
+    assert to_rgba(clear.get_facecolor())[3] == 0 and to_rgba(clear.axes[0].get_facecolor())[3] == 0
+    assert to_rgba(dark.get_facecolor()) == to_rgba("#0e1117")
+    text = dark.axes[2].texts[0]  # the lines under the charts
+    assert to_rgba(text.get_color()) == to_rgba("#f0f2f6")
+    assert to_rgba(white.axes[2].texts[0].get_color()) == to_rgba("black")
+    with pytest.raises(ValueError, match="background must be one of white, transparent, dark"):
+        whatif_figure(expl, result, background="blue")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..explain import PairExplanation
 
-__all__ = ["BACKGROUNDS", "FIGURE_WIDTHS", "MIN_FONT_SIZE", "PRESETS", "SLIDE_SIZE", "FigureSettings",
+__all__ = ["BACKGROUNDS", "background_rc", "FIGURE_WIDTHS", "MIN_FONT_SIZE", "PRESETS", "SLIDE_SIZE", "FigureSettings",
            "multi_pair_figure", "pair_figure", "save_figure"]
 
 #: Named figure widths in inches: one column and two columns of a two-column paper, a 16:9 slide.
@@ -47,6 +47,13 @@ _DARK = {"figure.facecolor": "#0e1117", "axes.facecolor": "#0e1117", "savefig.fa
 _CLEAR = {"figure.facecolor": (1, 1, 1, 0), "axes.facecolor": (1, 1, 1, 0), "savefig.facecolor": (1, 1, 1, 0)}
 #: The smallest font size a figure may use, in points (at the figure's printed size).
 MIN_FONT_SIZE = 7.0
+
+
+def background_rc(background: str) -> dict[str, Any]:
+    """The matplotlib rc parameters of a figure background (one of :data:`BACKGROUNDS`)."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+    return dict(_DARK if background == "dark" else _CLEAR if background == "transparent" else {})
 
 
 def parse_width(width: str | float) -> float:
@@ -115,9 +122,7 @@ class FigureSettings:
 
     def rc(self) -> dict[str, Any]:
         """The matplotlib rc parameters of these settings (font, background, text colours)."""
-        rc: dict[str, Any] = {"font.size": self.font_size, "font.family": self.font_family}
-        rc.update(_DARK if self.background == "dark" else _CLEAR if self.background == "transparent" else {})
-        return rc
+        return {"font.size": self.font_size, "font.family": self.font_family, **background_rc(self.background)}
 
     @property
     def width_inches(self) -> float:

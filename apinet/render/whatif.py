@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..explain.whatif import HalfGates, Occlude, SetGate, SwapGates, WhatIfResult, cell_bounds, effective_interventions
-from .figures import FIGURE_WIDTHS, MIN_FONT_SIZE, parse_width
+from .figures import FIGURE_WIDTHS, MIN_FONT_SIZE, background_rc, parse_width
 
 __all__ = ["baseline_colour", "describe_intervention", "occluded_image", "whatif_figure"]
 
@@ -74,19 +74,27 @@ def _bars(ax, labels, before, after, colours, font_size: float, title: str) -> N
 
 
 def whatif_figure(expl, result: WhatIfResult, *, width: str | float = "double", font_size: float = 7.0,
-                  dpi: int = 150) -> Any:
+                  dpi: int = 150, background: str = "white") -> Any:
     """Images before / after (occluded cells filled as the model saw them); each image's
     logit_self - logit_other before / after (where the gates' effect shows); the change of the four
-    target-class logits; and a line per image with p_self - p_other and the ranking-loss term."""
-    import textwrap
-
+    target-class logits; and a line per image with p_self - p_other and the ranking-loss term.
+    ``background``: white, transparent or dark (light text), as the other figures
+    (:data:`apinet.render.figures.BACKGROUNDS`)."""
     import matplotlib
+    from matplotlib import rc_context
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     if font_size < MIN_FONT_SIZE:
         raise ValueError(f"font_size must be at least {MIN_FONT_SIZE} pt, got {font_size}")
+    with rc_context(background_rc(background)):
+        return _whatif_figure(expl, result, width, font_size, dpi)
+
+
+def _whatif_figure(expl, result: WhatIfResult, width: str | float, font_size: float, dpi: int) -> Any:
+    import textwrap
+
+    from matplotlib.figure import Figure
+
     inches = parse_width(width)
     small = inches < FIGURE_WIDTHS["double"] - 1e-6
     fig = Figure(figsize=(inches, inches * (1.8 if small else 0.78)), dpi=dpi)

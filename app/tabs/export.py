@@ -259,7 +259,7 @@ def _draw_body(ctx: Context) -> None:
     with st.expander("What if? before / after figure", icon=":material/science:"):
         from app.tabs import whatif
 
-        whatif.export_section(ctx, width, font_size)
+        whatif.export_section(ctx, width, font_size, background)
     with st.expander("Figure settings as JSON (to remake it with apinet.render)", icon=":material/tune:"):
         st.code(figure_settings(ctx, view, dpi, **look).to_json(), language="json")
 

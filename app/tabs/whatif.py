@@ -450,7 +450,7 @@ def _channel_section(e, result) -> None:
                "Click a dot to choose its channel.")
 
 
-def export_section(ctx: Context, width: str = "double", font_size: float = 7.0) -> None:
+def export_section(ctx: Context, width: str = "double", font_size: float = 7.0, background: str = "white") -> None:
     """The Export tab's before / after figure of the current interventions (apinet.render.whatif)."""
     from apinet.render.whatif import whatif_figure
 
@@ -465,8 +465,9 @@ def export_section(ctx: Context, width: str = "double", font_size: float = 7.0) 
     cols = st.columns(len(FORMATS))
     for col, (fmt, mime) in zip(cols, FORMATS):
         col.download_button(f"Before / after · {fmt.upper()}",
-                            data=lambda fmt=fmt: _save(whatif_figure(ctx.expl, result, width=width,
-                                                                     font_size=font_size), fmt, 300),
+                            data=lambda fmt=fmt: _save(whatif_figure(ctx.expl, result, width=width, font_size=font_size,
+                                                                     background=background), fmt, 300),
                             file_name=f"{stem}.{fmt}", mime=mime, key=f"dl_whatif_{fmt}", on_click="ignore",
                             icon=":material/download:", width="stretch")
-    st.image(_save(whatif_figure(ctx.expl, result, width=width, font_size=font_size), "png", 100), width="stretch")
+    st.image(_save(whatif_figure(ctx.expl, result, width=width, font_size=font_size, background=background), "png", 100),
+             width="stretch")
