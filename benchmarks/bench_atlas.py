@@ -118,12 +118,11 @@ def _rss_mb() -> float:
 
 
 def server(atlas_dir: Path, repeats: int) -> None:
-    import plotly.io as pio
-    import plotly.tools
+    import json
 
     from apinet.atlas import Atlas, nearest_partners
+    from app.atlas_map import hover_card, map_click, marks_of, points_payload
     from app.atlas_source import AtlasGallery
-    from app.tabs.dataset import map_click, map_figure
 
     base = _rss_mb()
     t = time.perf_counter()
@@ -131,30 +130,36 @@ def server(atlas_dir: Path, repeats: int) -> None:
     gallery = AtlasGallery(atlas)
     _ = gallery.items, atlas.index_of, atlas.xy, atlas.bank()
     open_s = time.perf_counter() - t
-    fig, rows = map_figure(atlas, "class", {"a": 0})
-    payload = pio.to_json(fig)
+    t = time.perf_counter()
+    payload = points_payload(atlas, "class")
+    pack_s = time.perf_counter() - t
+    size = len(json.dumps(payload["points"]))
     print(f"atlas {atlas_dir}: {len(atlas):,} images; open + picker items + index + partner bank {open_s:.2f} s; "
-          f"map payload {len(payload) / 1e6:.2f} MB for {len(rows):,} points")
+          f"map points packed once in {pack_s:.2f} s: {size / 1e6:.2f} MB for {len(atlas):,} points")
     rng = np.random.default_rng(1)
-    partner, click = [], []
+    partner, click, hover = [], [], []
     for _ in range(repeats):
         row = int(rng.integers(len(atlas)))
         t = time.perf_counter()
         nearest_partners(atlas, row)
         partner.append(time.perf_counter() - t)
-        t = time.perf_counter()  # a click: the event -> new A -> the map and partner strip of the rerun
-        slot, new_a = map_click([{"customdata": row}], atlas, "a")
-        fig, _ = map_figure(atlas, "class", {"a": new_a})
-        pio.to_json(plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True), validate=False)
+        t = time.perf_counter()  # a click: the event -> new A -> the marks the map's rerun sends, partner thumbnails
+        slot, new_a = map_click({"row": row, "slot": "a"}, atlas)
+        json.dumps({**{k: v for k, v in points_payload(atlas, "class").items() if k != "points"},
+                    "marks": marks_of(atlas, {slot: new_a})})
         atlas.thumbnails([new_a, int(atlas.column("intra")[new_a]), int(atlas.column("inter")[new_a])])
         click.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        json.dumps(hover_card(atlas, row))
+        hover.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"nearest partners (live, memory-mapped features): median {statistics.median(partner):.3f} s, "
+    print(f"nearest partners (live, all {len(atlas):,}): median {statistics.median(partner):.3f} s, "
           f"max {max(partner):.3f} s over {repeats}")
-    print(f"click to new A on the server (event, map figure + JSON, partner thumbnails): median "
+    print(f"click to new A on the server (event, the marks, partner thumbnails): median "
           f"{statistics.median(click):.3f} s, max {max(click):.3f} s")
-    print(f"memory: {base:.0f} MB before, {_rss_mb():.0f} MB with the atlas open (+{_rss_mb() - base:.0f} MB), "
-          f"peak {peak:.0f} MB")
+    print(f"hover card (thumbnail, id, predictions): median {statistics.median(hover):.3f} s, max {max(hover):.3f} s")
+    print(f"memory: {base:.0f} MB before, {_rss_mb():.0f} MB with the atlas open and its map packed "
+          f"(+{_rss_mb() - base:.0f} MB), peak {peak:.0f} MB")
 
 
 # ------------------------------------------------------------------------------------------ browser
