@@ -12,24 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.app_helpers import app_test, ok as _ok, open_tab as _open
 
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 TABS = ["Walk-through", "Mutual & gates", "What if?", "Top-k channels", "LTPA attention", "Grad-CAM", "A² maps",
         "Exact maps", "Why A, not B", "Where does it match?", "Predictions", "Export", "Dataset"]
 
 
-def _app():
-    from streamlit.testing.v1 import AppTest
-
-    return AppTest.from_file(APP, default_timeout=120)
-
-
-def _ok(at) -> None:
-    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
+_app = app_test
 
 
 def _calls() -> int:
@@ -53,16 +46,6 @@ def _png(colour=(30, 140, 200), size=80) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _open(at, label: str):
-    """Open one tab (only the open tab runs) and run the script."""
-    from app.tabs import TAB_KEY
-
-    at.session_state[TAB_KEY] = label
-    at.run()
-    _ok(at)
-    return at
 
 
 def test_first_run_renders_every_view(env):

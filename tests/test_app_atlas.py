@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.app_helpers import app_test, ok as _ok
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -127,14 +128,8 @@ def test_confusion_click_opens_a_misclassified_image_beside_the_nearest_of_the_o
 
 
 def _app(atlas_dir, monkeypatch, env):
-    from streamlit.testing.v1 import AppTest
-
     monkeypatch.setenv("APINET_ATLAS_DIR", str(atlas_dir))
-    return AppTest.from_file(APP, default_timeout=120)
-
-
-def _ok(at):
-    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
+    return app_test()
 
 
 def _open_dataset(at, view: str | None = None):

@@ -16,11 +16,10 @@ import apinet
 from apinet.backbones import expected_weights_path
 from apinet.data import SynthBirds
 from apinet.importers import import_classifier
+from tests.app_helpers import app_test, ok as _ok
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 DEMO_BASE = "demo: baseline_synthbirds"
 NAMES = list(SynthBirds.CLASSES)
 
@@ -42,13 +41,7 @@ def assets(tmp_path_factory):
 
 
 def _app():
-    from streamlit.testing.v1 import AppTest
-
-    return AppTest.from_file(APP, default_timeout=180)
-
-
-def _ok(at) -> None:
-    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
+    return app_test(timeout=180)
 
 
 def _plain(markdown: str) -> str:

@@ -13,49 +13,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+from tests.app_helpers import app_test, explanation, ok as _ok, open_tab as _open
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 SIBLINGS = ("test_0000_red-crowned-finch", "test_0001_golden-crowned-finch")  # differ in the crown only
 
 
 def _app(a: str | None = None, b: str | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    if a and b:
-        at.query_params.update({"a": a, "b": b})
-    return at
-
-
-def _ok(at) -> None:
-    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
-
-
-def _open(at, label: str):
-    from app.tabs import TAB_KEY
-
-    at.session_state[TAB_KEY] = label
-    at.run()
-    _ok(at)
-    return at
+    return app_test(a=a, b=b) if a and b else app_test()
 
 
 def _expl(at, env):
-    """The explanation the app shows (the same cached call the page made)."""
-    from app import picker, resources
-
-    gallery = resources.load_gallery(env["gallery"].as_posix())
-    found, _ = resources.discover_checkpoints(env["checkpoints"].as_posix(), env["runs"].as_posix())
-    ckpt = next(c for c in found if c.label == at.session_state.ckpt)
-    base = next((c for c in found if c.label == at.session_state.base), None)
-    a, b = (picker.resolve(at.session_state[s], gallery) for s in ("a", "b"))
-    request = resources.ExplainRequest(ckpt.path, ckpt.sha256, base.path if base else None,
-                                       base.sha256 if base else None, a.sha256, b.sha256, (a.label, b.label),
-                                       at.session_state.rank)
-    return resources.explain(request, a.data, b.data)
+    return explanation(env, at)
 
 
 def _captions(at) -> list[str]:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from app.tabs.gates import GATE_RANGE, channel_from_selection, gate_zoom_range, half_gate_caption, half_gate_count
+from tests.app_helpers import app_test, explanation, open_tab
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
@@ -51,30 +52,12 @@ def test_half_gate_caption_counts_zero_activations_and_float32_ties():
 
 # ------------------------------------------------------------------------------------------------- the views
 
-def _app():
-    from tests.test_app import _app as make
-
-    return make()
-
-
-def _open(at, label):
-    from tests.test_app import _open as open_tab
-
-    return open_tab(at, label)
+_app, _open = app_test, open_tab
 
 
 def _explanation(env, at):
     """The explanation of the app's current pair (gates do not depend on the baseline)."""
-    from app import resources
-
-    gallery = resources.load_gallery(env["gallery"].as_posix())
-    found, _ = resources.discover_checkpoints(env["checkpoints"].as_posix(), env["runs"].as_posix())
-    ckpt = next(c for c in found if c.label == at.session_state.ckpt)
-    items = {("g:" + i.id): i for i in gallery.items}
-    a, b = items[at.session_state.a], items[at.session_state.b]
-    request = resources.ExplainRequest(ckpt.path, ckpt.sha256, None, None, a.sha256, b.sha256,
-                                       (a.label, b.label), at.session_state.rank)
-    return resources.explain(request, a.data, b.data)
+    return explanation(env, at, baseline=False)
 
 
 def _arr(value) -> np.ndarray:

@@ -6,59 +6,19 @@ page shows is compared with the library's (``apinet.explain.whatif``, ``facts``,
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.app_helpers import app_test, current_pair, explanation, ok as _ok, open_tab as _open
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 SIBLINGS = ("test_0000_red-crowned-finch", "test_0001_golden-crowned-finch")
 
 
-def _app(**params):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    if params:
-        at.query_params.update(params)
-    return at
-
-
-def _ok(at) -> None:
-    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
-
-
-def _open(at, label: str):
-    from app.tabs import TAB_KEY
-
-    at.session_state[TAB_KEY] = label
-    at.run()
-    _ok(at)
-    return at
-
-
-def _found(env, at):
-    from app import picker, resources
-
-    gallery = resources.load_gallery(env["gallery"].as_posix())
-    found, _ = resources.discover_checkpoints(env["checkpoints"].as_posix(), env["runs"].as_posix())
-    ckpt = next(c for c in found if c.label == at.session_state.ckpt)
-    base = next((c for c in found if c.label == at.session_state.base), None)
-    a, b = (picker.resolve(at.session_state[s], gallery) for s in ("a", "b"))
-    return gallery, ckpt, base, a, b
-
-
-def _expl(env, at):
-    from app import resources
-
-    _, ckpt, base, a, b = _found(env, at)
-    request = resources.ExplainRequest(ckpt.path, ckpt.sha256, base.path if base else None,
-                                       base.sha256 if base else None, a.sha256, b.sha256, (a.label, b.label),
-                                       at.session_state.rank)
-    return resources.explain(request, a.data, b.data)
+_app = app_test
+_found = current_pair
+_expl = explanation
 
 
 def _library(env, at, items):

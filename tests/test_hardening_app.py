@@ -23,6 +23,7 @@ from PIL import Image
 
 from app.text import md
 from tests.test_hardening_images import bad_images, encode
+from tests.app_helpers import ok as _ok
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +40,6 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _ok(at) -> None:
-    assert not at.exception, [e.message for e in at.exception]
 
 
 # --- uploads ---------------------------------------------------------------------------------------
