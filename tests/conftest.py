@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -10,6 +12,19 @@ import torch
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's script runner (``AppTest``) installs the app script as ``sys.modules["__main__"]``
+    and never puts the old one back. A later ``mp.spawn`` in the same process (the DDP tests) would
+    then run that script in every child: the app itself, or a deleted temporary script of
+    ``AppTest.from_function`` (the child fails). Which tests share a process depends on the order
+    and, under pytest-xdist, on the worker, so every test gets back the ``__main__`` it started with."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
