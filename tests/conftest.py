@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ``pytest -n N`` (the default, see pyproject.toml): N workers share the cores, so each computes on
+    # one thread instead of every worker starting one thread per core. Subprocesses the tests start
+    # (the app server, CLI runs) inherit OMP_NUM_THREADS.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out single tests to the
+    worker that is free, except the browser tests (``tests/e2e/``), which go, in order, to one worker
+    as one unit, so that one app server and one Chromium serve them all (``tests/e2e/conftest.py``).
+    pytest-xdist's own ``--dist loadgroup`` cannot do this with pytest 9 (it renames ``item._nodeid``,
+    which pytest 9 no longer reads). Other ``--dist`` modes keep xdist's schedulers."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return BrowserTestsTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
