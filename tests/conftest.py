@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ``pytest -n N`` (the default, see pyproject.toml): N workers share the cores, so each computes on
+    # one thread instead of every worker starting one thread per core. Subprocesses the tests start
+    # (the app server, CLI runs) inherit OMP_NUM_THREADS.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out single tests to the
+    worker that is free, except the browser tests (``tests/e2e/``), which go, in order, to one worker
+    as one unit, so that one app server and one Chromium serve them all (``tests/e2e/conftest.py``).
+    pytest-xdist's own ``--dist loadgroup`` cannot do this with pytest 9 (it renames ``item._nodeid``,
+    which pytest 9 no longer reads). Other ``--dist`` modes keep xdist's schedulers."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return BrowserTestsTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's script runner (``AppTest``) installs the app script as ``sys.modules["__main__"]``
+    and never puts the old one back. A later ``mp.spawn`` in the same process (the DDP tests) would
+    then run that script in every child: the app itself, or a deleted temporary script of
+    ``AppTest.from_function`` (the child fails). Which tests share a process depends on the order
+    and, under pytest-xdist, on the worker, so every test gets back the ``__main__`` it started with."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

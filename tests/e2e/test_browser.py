@@ -1,24 +1,21 @@
 """Drive the real app in Debian Chromium: pick a pair, change a control, upload, download a figure.
 
-Starts ``streamlit run streamlit_app.py`` on a free localhost port against tiny randomly initialised
-checkpoints (see ``tests/app_checkpoints.py``), so it needs no demo checkpoints and no network.
-Screenshots go to a temporary folder, or to ``$APINET_SCREENSHOTS`` when set. Skipped only when no
-``chromium`` is on PATH (Playwright's own browsers are never downloaded).
+The server (``streamlit run streamlit_app.py`` on a free localhost port against tiny randomly
+initialised checkpoints, see ``tests/app_checkpoints.py``; no demo checkpoints, no network), the
+Chromium and the screenshot folder are the session fixtures of ``tests/e2e/conftest.py``, shared with
+the other browser modules. Screenshots go to a temporary folder, or to ``$APINET_SCREENSHOTS`` when
+set. Skipped only when no ``chromium`` is on PATH (Playwright's own browsers are never downloaded).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from tests.e2e.server import serve_assets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,35 +26,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 READY = ".apinet-ready"
 WIDE = {"width": 1400, "height": 1000}
 NARROW = {"width": 430, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
-    sys.path.insert(0, str(ROOT))
-    from tests.app_checkpoints import make_app_assets
-
-    assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    yield from serve_assets(tmp_path_factory, assets)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("APINET_SCREENSHOTS")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _run_id(page) -> int:

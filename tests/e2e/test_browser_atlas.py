@@ -14,10 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.server import streamlit_app
-from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import CHROMIUM, ROOT, _no_exception, wait_ready
-
-browser = _base.browser  # the same module-scoped Chromium fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

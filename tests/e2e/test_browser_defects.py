@@ -1,6 +1,6 @@
 """Issue #24 in Chromium: the tab bar on a 900 px screen, the phone layout at 390 px (equations, chart
 toolbar, A and B level, tabs sooner), selectors that show their whole text, and no stale card after an
-upload. Same server and fixtures as ``tests/e2e/test_browser.py`` (tiny checkpoints, no network)."""
+upload. The session's server and fixtures (``tests/e2e/conftest.py``: tiny checkpoints, no network)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import _no_exception, wait_ready
 
-app_url, browser, defect_shots = _base.app_url, _base.browser, _base.shots
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,11 +30,11 @@ def _page(browser, url: str, viewport: dict, query: str = "", scheme: str = "lig
     return page, run
 
 
-def test_tab_bar_shows_on_a_900px_desktop_screen(app_url, browser, defect_shots):
+def test_tab_bar_shows_on_a_900px_desktop_screen(app_url, browser, shots):
     page, _ = _page(browser, app_url, DESKTOP)
     top = page.evaluate(_TAB_Y)
     height = page.evaluate("() => document.querySelector('[role=tablist]').getBoundingClientRect().height")
-    page.screenshot(path=str(defect_shots / "24_desktop_900.png"))
+    page.screenshot(path=str(shots / "24_desktop_900.png"))
     print(f"\ntab bar top at 1440x900: {top:.0f} px")
     assert top + height <= DESKTOP["height"], top
     page.close()
@@ -47,7 +45,7 @@ def _overflowing(page, selector: str) -> list[str]:
         .filter(el => el.scrollWidth > el.clientWidth + 1).map(el => el.value || el.textContent)""", selector)
 
 
-def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, defect_shots):
+def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, shots):
     query = f"?a={LONGEST}&b=test_0001_golden-crowned-finch"
     page, _ = _page(browser, app_url, DESKTOP, query)
     boxes = ".st-key-pair_ab [role=combobox]"
@@ -55,7 +53,7 @@ def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, de
     assert _overflowing(page, boxes) == []
     page.close()
     page, _ = _page(browser, app_url, PHONE, query)
-    page.screenshot(path=str(defect_shots / "24_phone_selectors.png"))
+    page.screenshot(path=str(shots / "24_phone_selectors.png"))
     for slot in ("a", "b"):  # the image id leads the label and fits the box
         box = page.locator(f".st-key-{slot} [role=combobox]")
         value = box.input_value()
@@ -70,18 +68,18 @@ def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, de
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_phone_layout_at_390px(app_url, browser, defect_shots, scheme):
+def test_phone_layout_at_390px(app_url, browser, shots, scheme):
     page, run = _page(browser, app_url, PHONE, f"?a={LONGEST}&b=test_0001_golden-crowned-finch", scheme)
     # the tabs start within one and a half screens (the pair's buttons and metrics sit side by side)
     top = page.evaluate(_TAB_Y)
     print(f"\ntab bar top at 390x844 ({scheme}): {top:.0f} px")
-    page.screenshot(path=str(defect_shots / f"24_phone_first_{scheme}.png"), full_page=True)
+    page.screenshot(path=str(shots / f"24_phone_first_{scheme}.png"), full_page=True)
     assert top < 1.5 * PHONE["height"], top
     # A and B level even when B's heading wraps (the longest class name is on A here)
     tops = page.evaluate("() => [...document.querySelectorAll('.st-key-pair_ab [data-testid=stImage] img')]"
                          ".map(i => i.getBoundingClientRect().top)")
     assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 2, tops
-    page.screenshot(path=str(defect_shots / f"24_phone_first_{scheme}.png"), full_page=True)
+    page.screenshot(path=str(shots / f"24_phone_first_{scheme}.png"), full_page=True)
     # the walk-through's equations fit the screen (they wrap at relations and operators)
     displays = page.locator(".katex-display")
     assert displays.count() >= 6
@@ -100,7 +98,7 @@ def test_phone_layout_at_390px(app_url, browser, defect_shots, scheme):
         if bar.is_visible():
             left, top_, right, bottom = bar.evaluate(_BOX)
             assert right <= legend[0] or left >= legend[2] or bottom <= legend[1] or top_ >= legend[3]
-    page.screenshot(path=str(defect_shots / f"24_phone_gates_{scheme}.png"))
+    page.screenshot(path=str(shots / f"24_phone_gates_{scheme}.png"))
     _no_exception(page)
     page.close()
 

@@ -1,6 +1,7 @@
 """A shared link in Debian Chromium: it opens on its tab with its settings; the reference class works.
 
-Reuses the server and helpers of tests/e2e/test_browser.py (tiny random checkpoints, no network).
+The session's server (tests/e2e/conftest.py) and the helpers of tests/e2e/test_browser.py (tiny random
+checkpoints, no network).
 Also measures where the tab bar starts on a 390 px phone and a 1440 px desktop, with screenshots.
 """
 
@@ -10,10 +11,8 @@ import re
 
 import pytest
 
-from tests.e2e import test_browser as base
 from tests.e2e.test_browser import _choose, _no_exception, wait_ready
 
-app_url, browser, shots = base.app_url, base.browser, base.shots  # the same module-scoped fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

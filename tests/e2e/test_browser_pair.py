@@ -1,6 +1,7 @@
 """The pair-native tabs in Debian Chromium: click positions on A in "Where does it match?" and watch
 B's similarity map follow; open "Why A, not B" (with the part outline) and "Exact maps" and take
-screenshots. Same server and fixtures as tests/e2e/test_browser.py (tiny random checkpoints)."""
+screenshots. The session's server and fixtures
+(tests/e2e/conftest.py: tiny random checkpoints)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-app_url, browser, shots = _base.app_url, _base.browser, _base.shots  # the same module-scoped fixtures
 
 
 PAIR = "?a=test_0000_red-crowned-finch&b=test_0001_golden-crowned-finch"  # sibling classes: the crown differs

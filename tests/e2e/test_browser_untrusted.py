@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server import serve_assets
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WIDE, _no_exception
+from tests.e2e.test_browser import CHROMIUM, WIDE, _no_exception
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,39 +46,33 @@ def _wait_idle(page, timeout: float) -> None:
     raise AssertionError(f"the app did not finish a run within {timeout}s")
 
 
-def test_hostile_names_render_as_literal_text_in_chromium(hostile_url):
-    from playwright.sync_api import sync_playwright
-
+def test_hostile_names_render_as_literal_text_in_chromium(hostile_url, browser):
     from tests.test_untrusted_text import HOSTILE
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=WIDE)
-            requests: list[str] = []
-            dialogs: list[str] = []
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.goto(hostile_url)
-            _wait_idle(page, timeout=300)
-            _no_exception(page)
-            page.get_by_text("Browse the gallery by class").first.click()  # thumbnails captioned by class
-            page.wait_for_timeout(1000)
-            _wait_idle(page, timeout=120)
-            found = page.evaluate("""() => {
-                const main = document.querySelector('[data-testid="stAppViewContainer"]') || document.body;
-                const text = main.textContent;
-                return {
-                    text,
-                    imgs: [...document.querySelectorAll('img')].map(i => i.getAttribute('src') || ''),
-                    iframes: document.querySelectorAll('iframe').length,
-                    links: [...document.querySelectorAll('a')].map(a => a.getAttribute('href') || ''),
-                    mathSource: [...document.querySelectorAll('.katex annotation')].map(k => k.textContent),
-                    strong: [...document.querySelectorAll('strong')].map(s => s.textContent),
-                };
-            }""")
-        finally:
-            browser.close()
+    page = browser.new_page(viewport=WIDE)
+    requests: list[str] = []
+    dialogs: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(hostile_url)
+    _wait_idle(page, timeout=300)
+    _no_exception(page)
+    page.get_by_text("Browse the gallery by class").first.click()  # thumbnails captioned by class
+    page.wait_for_timeout(1000)
+    _wait_idle(page, timeout=120)
+    found = page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stAppViewContainer"]') || document.body;
+        const text = main.textContent;
+        return {
+            text,
+            imgs: [...document.querySelectorAll('img')].map(i => i.getAttribute('src') || ''),
+            iframes: document.querySelectorAll('iframe').length,
+            links: [...document.querySelectorAll('a')].map(a => a.getAttribute('href') || ''),
+            mathSource: [...document.querySelectorAll('.katex annotation')].map(k => k.textContent),
+            strong: [...document.querySelectorAll('strong')].map(s => s.textContent),
+        };
+    }""")
+    page.close()
     text = found["text"].replace("\u2060", "")  # app.text.md's invisible word joiner in bare URLs
     for name in HOSTILE:  # every hostile name appears as the literal characters somewhere on the page
         assert name in text, name

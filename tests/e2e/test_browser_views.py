@@ -1,6 +1,6 @@
 """The views in Debian Chromium: click a channel, light and dark themes, equations on a phone, large maps.
 
-Same server and fixtures as ``tests/e2e/test_browser.py`` (tiny random checkpoints, no network). Every
+The session's server and fixtures (``tests/e2e/conftest.py``: tiny random checkpoints, no network). Every
 tab is photographed in the light and the dark theme at 1440 px into ``$APINET_SCREENSHOTS`` (a temporary
 folder when unset, as for every browser test), so a person can look at them.
 """
@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from app import tabs as app_tabs
-from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import _no_exception, _run_id, wait_ready
-
-# the same module-scoped fixtures (a server, a Chromium, the screenshot folder)
-app_url, browser, view_shots = _base.app_url, _base.browser, _base.shots
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -102,7 +98,7 @@ def test_clicking_a_dot_inspects_that_channel_and_the_inspector_reruns_alone(app
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_view_in_the_browsers_theme(app_url, browser, view_shots, scheme):
+def test_every_view_in_the_browsers_theme(app_url, browser, shots, scheme):
     context = browser.new_context(viewport=WIDE, color_scheme=scheme)
     page = context.new_page()
     page.goto(app_url)
@@ -117,7 +113,7 @@ def test_every_view_in_the_browsers_theme(app_url, browser, view_shots, scheme):
             run = _open_tab(page, label, run)
         if slug == "gates":  # Plotly draws its SVG after the run's last delta
             page.locator(".st-key-chart_gates .main-svg").first.wait_for(timeout=30_000)
-        _shoot(page, view_shots / f"{scheme}_{slug}.png")
+        _shoot(page, shots / f"{scheme}_{slug}.png")
         text = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stMarkdownContainer"] :is(p, h4)')
         assert text and _contrast(text, background) >= 7, (label, text, background)
         caption = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stCaptionContainer"]')
@@ -135,7 +131,7 @@ def test_every_view_in_the_browsers_theme(app_url, browser, view_shots, scheme):
     context.close()
 
 
-def test_equations_fit_a_phone(app_url, browser, view_shots):
+def test_equations_fit_a_phone(app_url, browser, shots):
     """Issue #24: on a phone the walk-through's equations wrap at their relations and operators (they
     were cut off at the screen's edge, ‖x₂‖₂ out of sight)."""
     page = browser.new_page(viewport={"width": 390, "height": 900})
@@ -149,11 +145,11 @@ def test_equations_fit_a_phone(app_url, browser, view_shots):
     for client, scroll, right, _ in widths:
         assert right <= 390 and scroll <= client + 1, (client, scroll, right)
     assert any(height > 40 for *_, height in widths)  # some equations took two lines to fit
-    page.screenshot(path=str(view_shots / "phone_walkthrough.png"))
+    page.screenshot(path=str(shots / "phone_walkthrough.png"))
     page.close()
 
 
-def test_large_maps_draw_maps_about_twice_as_wide(app_url, browser, view_shots):
+def test_large_maps_draw_maps_about_twice_as_wide(app_url, browser, shots):
     page = browser.new_page(viewport=WIDE)
     page.goto(app_url)
     run = wait_ready(page, timeout=120)
@@ -165,7 +161,7 @@ def test_large_maps_draw_maps_about_twice_as_wide(app_url, browser, view_shots):
     run = wait_ready(page, run)
     large = maps.first.bounding_box()["width"]
     assert large >= 1.4 * small, (small, large)
-    _shoot(page, view_shots / "light_ltpa_large.png")
+    _shoot(page, shots / "light_ltpa_large.png")
     page.close()
 
 

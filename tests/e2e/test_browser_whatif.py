@@ -1,6 +1,6 @@
 """The What if? tab in Debian Chromium: click a cell of A's occlusion grid, watch the link and the numbers
-follow, undo it; photographs in the light and the dark theme. Same server and fixtures as
-tests/e2e/test_browser.py (tiny random checkpoints, a 4 x 4 grid)."""
+follow, undo it; photographs in the light and the dark theme. The session's server and fixtures
+(tests/e2e/conftest.py: tiny random checkpoints, a 4 x 4 grid)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import urllib.parse
 
 import pytest
 
-from tests.e2e import test_browser as _base
 from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-app_url, browser, shots = _base.app_url, _base.browser, _base.shots  # the same module-scoped fixtures
 
 PAIR = "?a=test_0000_red-crowned-finch&b=test_0005_streaked-warbler&tab=whatif"
 

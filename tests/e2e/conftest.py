@@ -1,0 +1,54 @@
+"""Fixtures the browser tests share: one app server on the tiny checkpoints
+(``tests/app_checkpoints.py``) and one screenshot folder for the whole session, and a Chromium per module.
+
+Every module here used to start its own server and browser on identical assets (six servers, six
+first explanations). The modules only open new pages and read what the app shows, so one server
+serves them all; its caches are warm after the first module, which the tests allow for (the what-if
+test accepts a pass already cached). Under ``pytest -n`` every test of this folder runs, in order,
+on one worker (the scheduler in ``tests/conftest.py``), which starts the server once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import serve_assets
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
+    sys.path.insert(0, str(ROOT))
+    from tests.app_checkpoints import make_app_assets
+
+    assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
+    yield from serve_assets(tmp_path_factory, assets)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per module: Playwright's sync API keeps an asyncio loop running in this thread
+    while it is open, and a later test of the same process that calls ``asyncio.run``
+    (``tests/test_st_protocol.py``) would fail, so it closes when the module's tests are done."""
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    target = os.environ.get("APINET_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
