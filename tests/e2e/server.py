@@ -16,6 +16,12 @@ from typing import IO, Iterator, Mapping
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def keep_screenshots() -> bool:
+    """Whether ``$APINET_SCREENSHOTS`` names a folder to keep the screenshots in. The tall, whole-tab
+    screenshots (seconds each, only for a person to look at) are taken only then."""
+    return bool(os.environ.get("APINET_SCREENSHOTS"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.server import keep_screenshots
 from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,9 +46,13 @@ def _click_cell(page, index: int) -> None:
 
 def _shoot(page, heading: str, path: Path) -> None:
     """A tall screenshot of the open tab from its heading down (the page scrolls inside Streamlit's main
-    container, so full_page would show the top only)."""
+    container, so full_page would show the top only); only when they are kept (``$APINET_SCREENSHOTS``)."""
+    title = page.get_by_role("heading", name=heading).first
+    title.wait_for(state="attached")  # the tab's heading is there either way
+    if not keep_screenshots():
+        return
     page.set_viewport_size({"width": WIDE["width"], "height": 2000})
-    page.get_by_role("heading", name=heading).first.evaluate("e => e.scrollIntoView()")
+    title.evaluate("e => e.scrollIntoView()")
     page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=False)
     page.set_viewport_size(WIDE)

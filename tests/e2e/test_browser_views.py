@@ -1,8 +1,8 @@
 """The views in Debian Chromium: click a channel, light and dark themes, equations on a phone, large maps.
 
-The session's server and fixtures (``tests/e2e/conftest.py``: tiny random checkpoints, no network). Every
-tab is photographed in the light and the dark theme at 1440 px into ``$APINET_SCREENSHOTS`` (a temporary
-folder when unset, as for every browser test), so a person can look at them.
+The session's server and fixtures (``tests/e2e/conftest.py``: tiny random checkpoints, no network). With
+``$APINET_SCREENSHOTS=DIR`` every tab is photographed whole in the light and the dark theme at 1440 px
+into DIR, so a person can look at them (skipped otherwise: they take seconds each and assert nothing).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app import tabs as app_tabs
+from tests.e2e.server import keep_screenshots
 from tests.e2e.test_browser import _no_exception, _run_id, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -29,7 +30,10 @@ def _open_tab(page, label: str, run: int) -> int:
 
 
 def _shoot(page, path: Path) -> None:
-    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to its height."""
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to its height
+    (only when the screenshots are kept: ``$APINET_SCREENSHOTS``)."""
+    if not keep_screenshots():
+        return
     height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
                            "[data-testid=stAppViewContainer]')].map(el => el.scrollHeight))")
     size = page.viewport_size
