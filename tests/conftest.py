@@ -19,7 +19,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out single tests to the
     worker that is free, except the browser tests (``tests/e2e/``), which go, in order, to one worker
-    as one unit, so that one app server and one Chromium serve them all (``tests/e2e/conftest.py``).
+    as one unit, so that one app server serves them all (``tests/e2e/conftest.py``).
     pytest-xdist's own ``--dist loadgroup`` cannot do this with pytest 9 (it renames ``item._nodeid``,
     which pytest 9 no longer reads). Other ``--dist`` modes keep xdist's schedulers."""
     if config.getvalue("dist") != "load":
