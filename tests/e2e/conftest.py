@@ -11,24 +11,17 @@ on one worker (the scheduler in ``tests/conftest.py``), which starts the server 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import serve_assets
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT
+from tests.e2e.server import browser_test_assets, serve_assets
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
-    sys.path.insert(0, str(ROOT))
-    from tests.app_checkpoints import make_app_assets
-
-    assets = make_app_assets(tmp_path_factory.mktemp("app-assets"))
-    yield from serve_assets(tmp_path_factory, assets)
+    yield from serve_assets(tmp_path_factory, browser_test_assets(tmp_path_factory, "app-assets"))
 
 
 @pytest.fixture(scope="module")

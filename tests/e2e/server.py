@@ -63,16 +63,33 @@ def streamlit_app(env: dict[str, str], log: IO[str] | None = None, *, timeout: f
             proc.kill()
 
 
-def serve_assets(tmp_path_factory, assets: Mapping[str, Path]) -> Iterator[str]:
-    """For a pytest fixture: the app on ``assets`` (checkpoints / runs / gallery folders), its log in
-    a temporary folder; a server that does not start fails the test with the end of its log."""
+def browser_test_assets(tmp_path_factory, name: str) -> dict[str, Path]:
+    """The tiny checkpoints, runs and gallery folders a browser test's server opens (no network); the
+    test is skipped when there is no ``chromium`` on PATH."""
+    import pytest
+
+    from tests.e2e.test_browser import CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH (install Debian's chromium to run the browser test)")
+    sys.path.insert(0, str(ROOT))
+    from tests.app_checkpoints import make_app_assets
+
+    return make_app_assets(tmp_path_factory.mktemp(name))
+
+
+def serve_assets(tmp_path_factory, assets: Mapping[str, Path], extra: Mapping[str, str] | None = None,
+                 timeout: float = 60) -> Iterator[str]:
+    """For a pytest fixture: the app on ``assets`` (checkpoints / runs / gallery folders; ``extra``
+    environment, such as ``APINET_ATLAS_DIR``), its log in a temporary folder; a server that does not
+    start fails the test with the end of its log."""
     import pytest
 
     env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]),
-           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"])}
+           "APINET_RUNS_DIR": str(assets["runs"]), "APINET_GALLERY_DIR": str(assets["gallery"]), **(extra or {})}
     with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
         try:
-            with streamlit_app(env, log) as url:
+            with streamlit_app(env, log, timeout=timeout) as url:
                 yield url
         except RuntimeError as exc:
             pytest.fail(str(exc))

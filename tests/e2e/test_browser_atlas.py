@@ -4,37 +4,30 @@ a click on a point sets image A and the next sets B; a confusion cell opens its 
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.server import streamlit_app
-from tests.e2e.test_browser import CHROMIUM, ROOT, _no_exception, wait_ready
+from tests.e2e.server import browser_test_assets, serve_assets
+from tests.e2e.test_browser import _no_exception, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def atlas_app(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no `chromium` on PATH")
-    sys.path.insert(0, str(ROOT))
     from apinet.atlas import build_atlas
-    from tests.app_checkpoints import make_app_assets
 
-    assets = make_app_assets(tmp_path_factory.mktemp("atlas-app"))
+    assets = browser_test_assets(tmp_path_factory, "atlas-app")
     out = tmp_path_factory.mktemp("atlas") / "a"
     build_atlas("synthbirds", assets["checkpoints"] / "apinet_synthbirds.safetensors",
                 assets["checkpoints"] / "baseline_synthbirds.safetensors", out, limit=40, progress=False)
-    env = {**os.environ, "APINET_CHECKPOINT_DIR": str(assets["checkpoints"]), "APINET_RUNS_DIR": str(assets["runs"]),
-           "APINET_GALLERY_DIR": str(assets["gallery"]), "APINET_ATLAS_DIR": str(out)}
-    with open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+") as log:
-        with streamlit_app(env, log, timeout=120) as url:
-            yield url, out
+    server = serve_assets(tmp_path_factory, assets, {"APINET_ATLAS_DIR": str(out)}, timeout=120)
+    try:
+        yield next(server), out
+    finally:
+        server.close()
 
 
 def _query(page, key: str) -> str:
