@@ -271,7 +271,6 @@ export default function (component) {
   if (!s.local.at || confirmed("a") || confirmed("b") || performance.now() - s.local.at > 15000) s.local = {};
   if (s.data && s.data.atlas !== data.atlas) s.cards.clear();
   s.data = data;
-  (s.root.calls = s.root.calls || []).push([performance.now(), data.marks.a, !!data.points]);
   if (legendChanged) legend(s);
   draw(s);
   return () => { window.removeEventListener("apinet-atlas-card", s.onCard); STATE.delete(parentElement); };

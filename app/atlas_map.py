@@ -1,15 +1,18 @@
 """The Dataset tab's map of an atlas: one point per image on a canvas that stays mounted across reruns.
 
 A Streamlit custom component (``st.components.v2``, no iframe; ``app/atlas_map.js``). The points of an
-atlas and colouring go to the browser once, packed (x and y as uint16, a palette index as uint8, the
-class as uint16: 7 bytes an image, base64), and the browser keeps them decoded; a run the map itself
-caused (a click, a hover) sends only the marks. Plotly's ``scattergl`` redrew every point on every
+atlas and colouring go to the browser packed (x and y as uint16, a palette index as uint8, the class
+as uint16: 7 bytes an image, base64), and the browser decodes them once and keeps them; the run that
+follows the map's own click sends only the marks. Plotly's ``scattergl`` redrew every point on every
 rerun and re-initialised its bundle, which kept a 100,000-image map at 4-8 s and a click at 2-3 s
 (benchmarks/RESULTS.md, issue #23).
 
-The map lives in a fragment: a click marks the point at once in the browser, reruns the fragment
-(which confirms A or B with A's mined partners, read from the atlas) and then the page, which explains
-the new pair; resting on a point reruns the fragment alone to send that image's thumbnail and id.
+A click marks the point at once in the browser and reruns the page, which draws the Dataset tab
+before it explains the new pair (``app.tabs.Tab.needs_pair``): A or B is confirmed, with A's mined
+partners read from the atlas, before the model runs. Resting on a point asks for its thumbnail, id
+and predictions through a second, invisible component in a fragment (:func:`_hover_channel`), so a
+hover reruns that fragment alone, never the page. (A map inside a fragment cannot set image A and B:
+they are the page's selectors, outside it.)
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ _MAP = st.components.v2.component("apinet_atlas_map", html=_HTML, css=_CSS,
                                   js=(_HERE / "atlas_map.js").read_text(encoding="utf-8"))
 
 _KEY = "dmap"  # the component's key (and the link's Dataset view is "map")
-_EVENT = "_dmap_event"  # session_state: what the last map event was ("click" / "hover" / "need_points")
+_EVENT = "_dmap_event"  # session_state: what the last map event was ("click" / "need_points")
 _NEXT = "_dmap_next"  # session_state: which slot the next click sets
 
 _GREY, _WRONG, _RIGHT, _PURPLE, _LIGHT = "#9e9e9e", "#d62728", "#2ca02c", "#9467bd", "#c7c7c7"
@@ -169,8 +172,9 @@ def _on_event(kind: str, atlas) -> None:
 
 def draw_map(atlas) -> None:
     """The colouring and next-slot choices, the map and its clicks; the hover cards come through
-    :func:`_hover_channel`. A click reruns the page, which draws the Dataset tab before it explains
-    the new pair (``app.tabs.Tab.needs_pair``), so the map confirms A or B at once."""
+    :func:`_hover_channel` (see the module docstring)."""
+    from app import atlas_picker
+
     if st.session_state.get("dcolour") not in COLOURS:
         st.session_state["dcolour"] = "class"
     left, right = st.columns([3, 2])
@@ -178,13 +182,11 @@ def draw_map(atlas) -> None:
     st.session_state.setdefault(_NEXT, "a")
     right.radio("The next click sets", ["a", "b"], key=_NEXT, format_func=lambda s: f"image {s.upper()}",
                 horizontal=True)
-    from app import atlas_picker
-
     event = st.session_state.pop(_EVENT, None)
     payload = points_payload(atlas, mode)
-    data = {"key": payload["key"], "atlas": _identity(atlas), "n": payload["n"], "palette": payload["palette"], "legend": payload["legend"],
-            "classes": atlas.class_names, "colours": {"a": A_COLOUR, "b": B_COLOUR}, "next": st.session_state[_NEXT],
-            "marks": marks_of(atlas, atlas_picker.current_rows(atlas)),
+    data = {"key": payload["key"], "atlas": _identity(atlas), "n": payload["n"], "palette": payload["palette"],
+            "legend": payload["legend"], "classes": atlas.class_names, "colours": {"a": A_COLOUR, "b": B_COLOUR},
+            "next": st.session_state[_NEXT], "marks": marks_of(atlas, atlas_picker.current_rows(atlas)),
             # after its own click the map holds the points already: this run sends the marks alone
             "points": None if event == "click" else payload["points"]}
     _MAP(key=_KEY, data=data, height="content", on_click_change=lambda: _on_event("click", atlas),
