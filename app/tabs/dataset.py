@@ -95,7 +95,7 @@ def _draw_map(atlas) -> None:
 
     atlas_map.draw_map(atlas)
     st.caption(f"Map: {md(atlas.manifest.get('layout', {}).get('method', '?'))} of API-Net's pooled features, "
-               f"all {len(atlas):,} images. Wheel or pinch to zoom, drag to pan, double-click to reset; rest on a "
+               f"all {len(atlas):,} images. Wheel (or a trackpad pinch) to zoom, drag to pan, double-click to reset; rest on a "
                "point for its thumbnail. A's partners as the paper mines them (nearest same-class: solid; nearest "
                "other-class: dotted; squared Euclidean distance of pooled features).")
     _partner_strip(atlas, atlas_picker.current_rows(atlas))
