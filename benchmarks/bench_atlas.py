@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -165,25 +164,6 @@ def server(atlas_dir: Path, repeats: int) -> None:
 # ------------------------------------------------------------------------------------------ browser
 
 
-def _serve(script: str, env: dict[str, str]):
-    from tests.e2e.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    import urllib.request
-
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("streamlit did not start")
-
-
 _DRAWN = """() => { const d = document.querySelector('.js-plotly-plot');
   return !!(d && d._fullData && d._fullData.length && d.querySelector('canvas') && d._fullLayout); }"""
 
@@ -193,21 +173,22 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
 
     from playwright.sync_api import sync_playwright
 
+    from tests.e2e.server import streamlit_app
+
     env = {**os.environ, "ATLAS": str(atlas_dir)}
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     with sync_playwright() as pw:
         chrome = pw.chromium.launch(executable_path=shutil.which("chromium"))
         for mode in modes:
-            points = None
             if mode == "app":  # the whole app on this atlas, opened on its Dataset tab
-                proc, url = _serve("streamlit_app.py", {**env, "APINET_ATLAS_DIR": str(atlas_dir)})
+                server = streamlit_app({**env, "APINET_ATLAS_DIR": str(atlas_dir)}, timeout=120)
             else:
-                proc, url = _serve("benchmarks/atlas_map_page.py", {**env, "MAP_MODE": mode})
-            try:
-                drawn, clicks = [], []
+                server = streamlit_app({**env, "MAP_MODE": mode}, timeout=120, script="benchmarks/atlas_map_page.py")
+            with server as url:
                 if mode in ("component", "app"):
                     _component(chrome, url, repeats, atlas_dir, app=mode == "app")
                     continue
+                drawn, clicks = [], []
                 for _ in range(repeats):
                     page = chrome.new_page(viewport={"width": 1400, "height": 900})
                     t = time.perf_counter()
@@ -236,15 +217,9 @@ def browser(atlas_dir: Path, repeats: int, modes: list[str]) -> None:
                     except Exception:  # noqa: BLE001 - a click that hit no point is reported, not fatal
                         clicks.append(float("nan"))
                     page.close()
-                print(f"{mode}{':' + points if points else ''}: map drawn {statistics.median(drawn):.2f} s median (all: "
+                print(f"{mode}: map drawn {statistics.median(drawn):.2f} s median (all: "
                       f"{', '.join(f'{d:.2f}' for d in drawn)}); click to new A drawn "
                       f"{', '.join(f'{c:.2f}' for c in clicks) or '-'} s")
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
         chrome.close()
 
 

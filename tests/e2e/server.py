@@ -29,12 +29,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(env: dict[str, str], log: IO[str] | None = None, *, timeout: float = 60) -> Iterator[str]:
-    """Yield the URL of a running app (health check passed); raise ``RuntimeError`` with the end of
-    its log when it does not come up within ``timeout`` seconds. The server is stopped on exit."""
+def streamlit_app(env: dict[str, str], log: IO[str] | None = None, *, timeout: float = 60,
+                  script: str = "streamlit_app.py") -> Iterator[str]:
+    """Yield the URL of a running app (``script``, relative to the repository; health check passed);
+    raise ``RuntimeError`` with the end of its log when it does not come up within ``timeout``
+    seconds. The server is stopped on exit."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, env=env, stdout=log if log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
