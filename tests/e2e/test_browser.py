@@ -62,6 +62,19 @@ def _png(width: int = 96, colour=(40, 120, 200)) -> bytes:
     return buffer.getvalue()
 
 
+def click_plotly_point(page, selector: str, index: int) -> None:
+    """Hover, then click the centre of marker ``index`` of the Plotly chart under ``selector`` (Plotly
+    picks the point it hovers)."""
+    point = page.locator(f"{selector} .scatterlayer path.point").nth(index)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    assert box is not None, "cell marker not drawn"
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+
+
 def _choose(page, key: str, option: str) -> None:
     """Pick ``option`` in the selectbox with widget key ``key`` (Streamlit adds the class st-key-KEY)."""
     page.locator(f".st-key-{key} [role=combobox]").first.click()

@@ -44,14 +44,18 @@ def _point(page, row: int) -> tuple[float, float, int]:
     return x, y, themap.evaluate("(el, xy) => el.rowAt(xy[0], xy[1])", [x, y])
 
 
-def test_map_hover_shows_the_thumbnail_and_clicks_set_a_then_b(atlas_app, browser):
+def _open(atlas_app, browser, query: str):
+    """The atlas the app opened, and a page of the app at ``query`` whose first run has finished."""
     from apinet.atlas import Atlas
 
     url, folder = atlas_app
-    atlas = Atlas.open(folder)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url + "/?tab=dataset")
-    run = wait_ready(page, timeout=180)
+    page.goto(url + query)
+    return Atlas.open(folder), page, wait_ready(page, timeout=180)
+
+
+def test_map_hover_shows_the_thumbnail_and_clicks_set_a_then_b(atlas_app, browser):
+    atlas, page, run = _open(atlas_app, browser, "/?tab=dataset")
     themap = page.locator(".atlas-map").first
     expect(themap).to_have_attribute("data-drawn", str(len(atlas)), timeout=60_000)  # every image is a point
     themap.scroll_into_view_if_needed()
@@ -94,13 +98,7 @@ _CELL = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .js
 
 
 def test_confusion_cell_click_opens_its_pair(atlas_app, browser):
-    from apinet.atlas import Atlas
-
-    url, folder = atlas_app
-    atlas = Atlas.open(folder)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url + "/?tab=dataset&dview=confusion")
-    run = wait_ready(page, timeout=180)
+    atlas, page, run = _open(atlas_app, browser, "/?tab=dataset&dview=confusion")
     page.locator(".st-key-dconf_apinet .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
     page.locator(".st-key-dconf_apinet").scroll_into_view_if_needed()
     page.wait_for_timeout(800)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server import keep_screenshots
-from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
+from tests.e2e.test_browser import WIDE, _no_exception, click_plotly_point, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,15 +33,7 @@ def _map_src(page) -> str:
 
 
 def _click_cell(page, index: int) -> None:
-    """Hover, then click the centre of cell marker ``index`` (Plotly picks the point it hovers)."""
-    point = page.locator(".st-key-match_click .scatterlayer path.point").nth(index)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    assert box is not None, "cell marker not drawn"
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
+    click_plotly_point(page, ".st-key-match_click", index)
 
 
 def _shoot(page, heading: str, path: Path) -> None:

@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from tests.e2e.test_browser import WIDE, _no_exception, wait_ready
+from tests.e2e.test_browser import WIDE, _no_exception, click_plotly_point, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,15 +23,8 @@ def _whatif(page) -> str:
 
 
 def _click_cell(page, image: int, index: int) -> None:
-    """Hover, then click the centre of cell marker ``index`` of image ``image``'s grid."""
-    point = page.locator(f"[class*='st-key-whatif_grid{image}_'] .scatterlayer path.point").nth(index)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    assert box is not None, "cell marker not drawn"
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
+    """Click cell marker ``index`` of image ``image``'s grid."""
+    click_plotly_point(page, f"[class*='st-key-whatif_grid{image}_']", index)
 
 
 def _wait_for(page, predicate, timeout_ms: int = 30_000) -> None:
