@@ -56,3 +56,13 @@ def explanation(env, at, *, baseline: bool = True):
                                        base.sha256 if base else None, a.sha256, b.sha256, (a.label, b.label),
                                        at.session_state.rank)
     return resources.explain(request, a.data, b.data)
+
+
+def tab_context(env, at, expl):
+    """The ``app.tabs.Context`` a tab draws with for the app's current pair (API-Net alone; k = 3,
+    viridis, alpha 0.5, per-pair scale, layer4, Grad-CAM), for the export functions."""
+    from app.tabs import common
+
+    _, ckpt, _, a, b = current_pair(env, at)
+    settings = common.DisplaySettings(3, "viridis", 0.5, "pair", "layer4", "gradcam")
+    return common.Context(expl, settings, a, b, ckpt, None)

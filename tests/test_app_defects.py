@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.app_helpers import tab_context
 from tests.test_app_pair_views import SIBLINGS, _app, _captions, _expl, _ok, _open
 
 pytestmark = pytest.mark.slow
@@ -124,8 +125,7 @@ def test_bad_tab_settings_in_a_link_fall_back_to_defaults(env):
 
 
 def test_export_offers_visited_pairs_slides_backgrounds_and_one_map(env):
-    from app import picker, resources
-    from app.tabs import common, export
+    from app.tabs import export
 
     at = _app(*SIBLINGS).run()
     _ok(at)
@@ -145,12 +145,7 @@ def test_export_offers_visited_pairs_slides_backgrounds_and_one_map(env):
     assert "16:9 slide (13.3 × 7.5 in)" in at.radio(key="export_width").options
     assert at.radio(key="export_bg").options == ["white", "transparent", "dark"]
     e = _expl(at, env)
-    gallery = resources.load_gallery(env["gallery"].as_posix())
-    found, _ = resources.discover_checkpoints(env["checkpoints"].as_posix(), env["runs"].as_posix())
-    ckpt = next(c for c in found if c.label == "demo: apinet_synthbirds")
-    chosen = [picker.resolve(at.session_state[s], gallery) for s in ("a", "b")]
-    ctx = common.Context(e, common.DisplaySettings(3, "viridis", 0.5, "pair", "layer4", "gradcam"),
-                         chosen[0], chosen[1], ckpt, None)
+    ctx = tab_context(env, at, e)
     slide = Image.open(io.BytesIO(export.figure_bytes(ctx, "gates", "png", 50, width="slide", font_size=12.0)))
     assert abs(slide.size[0] / slide.size[1] - 16 / 9) < 0.01
     clear = Image.open(io.BytesIO(export.figure_bytes(ctx, "summary", "png", 50, background="transparent")))

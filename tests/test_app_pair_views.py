@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
-from tests.app_helpers import app_test, explanation, ok as _ok, open_tab as _open
+from tests.app_helpers import app_test, current_pair, explanation, ok as _ok, open_tab as _open, tab_context
 
 pytestmark = pytest.mark.slow
 
@@ -267,8 +267,7 @@ def test_part_masks_refuse_a_gallery_image_that_does_not_render_again(env, tmp_p
 
 
 def test_export_offers_every_view_and_sizes_the_figure_for_a_paper(env):
-    from app import picker, resources
-    from app.tabs import common, export
+    from app.tabs import export
 
     at = _open(_app(*SIBLINGS).run(), "Export")
     e = _expl(at, env)
@@ -278,12 +277,7 @@ def test_export_offers_every_view_and_sizes_the_figure_for_a_paper(env):
     assert [o for o in options] == [v.label for v in available_views(e)]
     assert {"Gates and pairwise scores", "Exact pair-path maps (signed)"} <= set(options)
     assert any(o.startswith("Why A and not B") for o in options)
-    gallery = resources.load_gallery(env["gallery"].as_posix())
-    found, _ = resources.discover_checkpoints(env["checkpoints"].as_posix(), env["runs"].as_posix())
-    ckpt = next(c for c in found if c.label == "demo: apinet_synthbirds")
-    chosen = [picker.resolve(at.session_state[s], gallery) for s in ("a", "b")]
-    ctx = common.Context(e, common.DisplaySettings(3, "viridis", 0.5, "pair", "layer4", "gradcam"),
-                         chosen[0], chosen[1], ckpt, None)
+    ctx = tab_context(env, at, e)
     for view in ("exact", "contrast", "gates"):
         single = Image.open(io.BytesIO(export.figure_bytes(ctx, view, "png", 100, width="single")))
         double = Image.open(io.BytesIO(export.figure_bytes(ctx, view, "png", 100, width="double")))
@@ -291,6 +285,7 @@ def test_export_offers_every_view_and_sizes_the_figure_for_a_paper(env):
     svg = export.figure_bytes(ctx, "exact", "svg", 100, font_size=9.0).decode()
     assert "font-size: 9px" in svg or "font-size:9px" in svg or 'font-size="9' in svg
     # pairs for the multi-pair figure: the gallery's sibling classes
+    gallery = current_pair(env, at)[0]
     choices = export.pair_choices(gallery)
     assert choices and choices[0].label == "Red-crowned Finch vs Golden-crowned Finch (crown)"
     other = export._explain_choice(ctx, gallery, choices[1])
