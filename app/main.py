@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException  # internal; streamlit is pinned
@@ -192,9 +193,32 @@ def _default_target(image, ckpt) -> int:
     return resources.predicted_class(ckpt.path, ckpt.sha256, image.sha256, image.data)
 
 
-def _set_target(slot: str, default: int, ref: str) -> None:
-    chosen = st.session_state.get(f"_explain_as_{slot}")
-    st.session_state[f"t{slot}"] = None if chosen == default else chosen
+_DEFAULT_MARK = " ✓"
+
+
+def _class_label(names: list[str], i: int, default: int) -> str:
+    return " ".join(str(names[i]).split()) + (_DEFAULT_MARK if i == default else "")
+
+
+def _class_index(value, names: list[str]) -> int | None:
+    """The class a reference selector's value names, or ``None``.
+
+    Usually an index. The browser may send back the label it shows instead: when the ✓ moved to
+    another class (a new image) and the selected index stayed the same, its label is no longer one of
+    the options, and Streamlit passes the text through. That text still names the chosen class.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value) if 0 <= value < len(names) else None
+    if isinstance(value, str):
+        name = value.removesuffix(_DEFAULT_MARK)
+        labels = [_class_label(names, i, -1) for i in range(len(names))]
+        return labels.index(name) if name in labels else None
+    return None
+
+
+def _set_target(slot: str, default: int, ref: str, names: list[str]) -> None:
+    chosen = _class_index(st.session_state.get(f"_explain_as_{slot}"), names)
+    st.session_state[f"t{slot}"] = None if chosen is None or chosen == default else chosen
     st.session_state[f"_t{slot}_ref"] = ref
 
 
@@ -205,8 +229,8 @@ def _reference_class(slot: str, image, default: int, names: list[str]) -> int:
     forgotten when the image changes, so a new image starts at its own label or prediction.
     """
     key, ref_key = f"t{slot}", f"_t{slot}_ref"
-    override = st.session_state.get(key)
-    if override is not None and (not 0 <= override < len(names) or override == default
+    override = _class_index(st.session_state.get(key), names)
+    if override is not None and (override == default
                                  or st.session_state.setdefault(ref_key, image.ref) != image.ref):
         override = None
     st.session_state[key] = override
@@ -217,8 +241,8 @@ def _reference_class(slot: str, image, default: int, names: list[str]) -> int:
     why = "label" if image.label is not None else "predicted"
     # "✓" marks the default (a short mark: "(label)" pushed long class names out of the box, #24)
     st.selectbox(f"Explain {slot.upper()} as (✓ {why})", list(range(len(names))), key=f"_explain_as_{slot}",
-                 format_func=lambda i: " ".join(str(names[i]).split()) + (" ✓" if i == default else ""),
-                 on_change=_set_target, args=(slot, default, image.ref),
+                 format_func=lambda i: _class_label(names, i, default),
+                 on_change=_set_target, args=(slot, default, image.ref, names),
                  help="The reference class of this image's maps and scores (default: its "
                       + ("gallery label" if image.label is not None else "class as API-Net predicts it") + "). "
                       "Changing it runs the models again.")

@@ -24,6 +24,22 @@ def ok(at) -> None:
     assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace or []) for e in at.exception]
 
 
+def send_label(element, text: str) -> None:
+    """Make a selectbox send ``text`` on the next run, as the browser does: it sends the label it shows,
+    and a label from an earlier run (its options' labels changed since) is not one of the options."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    class SentByTheBrowser(type(element)):
+        @property
+        def _widget_state(self):
+            ws = WidgetState()
+            ws.id = self.id
+            ws.string_value = text
+            return ws
+
+    element.__class__ = SentByTheBrowser
+
+
 def open_tab(at, label: str):
     """Open one tab (only the open tab runs) and run the script."""
     from app.tabs import TAB_KEY

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.app_helpers import send_label
 from tests.test_app import _app, _calls, _gallery, _label_of, _ok, _open, _png
 
 pytestmark = pytest.mark.slow
@@ -143,6 +144,30 @@ def test_reference_class_selectors_change_the_targets_and_the_link(env):
     at.button(key="btn_swap").click().run()
     _ok(at)
     assert at.selectbox(key="_explain_as_a").value == label_b and "ta" not in at.query_params
+
+
+def test_a_stale_label_from_the_browser_still_names_its_class(env):
+    """The browser may send back the label it shows instead of an index. After a new image A the ✓
+    moves, so a label from before ("Name ✓") is no longer an option and Streamlit passes the text
+    through; that text reached ``ta`` and stopped the page (TypeError, seen in Chromium). It names
+    the class it shows."""
+    names = _class_names(env)
+    at = _app().run()
+    box = at.selectbox(key="_explain_as_a")
+    label_a = box.value
+    stale = box.options[label_a]
+    assert stale == f"{names[label_a]} ✓"
+    at.button(key="btn_swap").click().run()  # A is now B's image, of another class: the ✓ moves
+    _ok(at)
+    box = at.selectbox(key="_explain_as_a")
+    assert box.value != label_a and stale not in box.options
+
+    send_label(box, stale)
+    at.run()
+    _ok(at)
+    assert at.session_state.ta == label_a and at.query_params["ta"] == str(label_a)
+    assert at.selectbox(key="_explain_as_a").value == label_a
+    assert f"A → **{names[label_a]}**".replace("-", "\\-") in _text(at)
 
 
 def test_upload_defaults_to_the_prediction_and_can_be_overridden(env):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.tabs.gates import GATE_RANGE, channel_from_selection, gate_zoom_range, half_gate_caption, half_gate_count
-from tests.app_helpers import app_test, explanation, open_tab
+from tests.app_helpers import app_test, explanation, open_tab, send_label
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
@@ -130,6 +130,11 @@ def test_inspector_shows_z_and_any_channel_and_the_channel_order_changes_the_cha
     assert f"Rank {e.gate1.shape[0]} of {e.gate1.shape[0]} in g₁" in " ".join(c.value for c in at.caption)
     assert any(f"Channel {outside} is outside the top-10" in i.value for i in at.info)
     assert at.query_params["channel"] == str(outside)
+    # a label the browser kept from another pair (other gate values) still names its channel
+    second = int(e.gate_order1[1])
+    send_label(at.selectbox(key="channel"), f"#{second}  (g₁ 0.12, g₂ 0.34)")
+    at.run()
+    assert at.session_state["channel"] == second and at.query_params["channel"] == str(second)
     at.radio(key="vec_order").set_value("channel index").run()
     gates = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = {t["name"]: t for t in gates["data"]}

@@ -8,6 +8,7 @@ are shown in every hover and in the inspector. Clicking a dot in either chart in
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -241,8 +242,12 @@ def _draw_inspector(ctx: Context) -> None:
     available = _available_maps(e)
     # Channels with maps first (g₁'s top-K_MAX in the explanation's ranking, then g₂'s), then the rest.
     options = list(available) + [int(c) for c in np.asarray(e.gate_order1) if int(c) not in available]
-    if st.session_state.get("channel") not in options:
-        st.session_state["channel"] = options[0]
+    chosen = st.session_state.get("channel")
+    if isinstance(chosen, str):  # a label the browser kept from another pair ("#12  (g₁ …)"): its channel
+        found = re.match(r"#(\d+) ", chosen)
+        chosen = int(found.group(1)) if found else None
+    if chosen not in options or chosen != st.session_state.get("channel"):
+        st.session_state["channel"] = chosen if chosen in options else options[0]
     st.markdown("##### Inspect one channel")
     left, right = st.columns([1.25, 3], gap="large")
     with left:

@@ -76,6 +76,7 @@ def test_phone_layout_at_390px(app_url, browser, shots, scheme):
     page.screenshot(path=str(shots / f"24_phone_first_{scheme}.png"), full_page=True)
     assert top < 1.5 * PHONE["height"], top
     # A and B level even when B's heading wraps (the longest class name is on A here)
+    expect(page.locator(".st-key-pair_ab [data-testid=stImage] img")).to_have_count(2)
     tops = page.evaluate("() => [...document.querySelectorAll('.st-key-pair_ab [data-testid=stImage] img')]"
                          ".map(i => i.getBoundingClientRect().top)")
     assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 2, tops
