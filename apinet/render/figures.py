@@ -237,7 +237,10 @@ def _slide_sized(make, settings: FigureSettings) -> Figure:
         if not tries:
             break
         made = [(make(t), t) for t in tries]
-        fig, current = min(made, key=lambda m: m[0].get_figheight())
+        shortest, shorter_settings = min(made, key=lambda m: m[0].get_figheight())
+        if shortest.get_figheight() >= height - 5e-3:
+            break  # the text sets the height now: smaller maps no longer make the figure shorter
+        fig, current = shortest, shorter_settings
     taller = fig.get_figheight()
     fig.set_size_inches(*SLIDE_SIZE)  # a small overshoot: the maps give way (they keep their aspect)
     if taller > SLIDE_SIZE[1] + 1e-3 and not L.texts_inside(fig):
