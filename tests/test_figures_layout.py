@@ -81,7 +81,7 @@ def _texts(fig):
     from matplotlib.text import Text
 
     FigureCanvasAgg(fig)
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # the layout and the text extents; nothing rasterised
     renderer = fig.canvas.get_renderer()
     hidden = [t for ax in fig.get_axes() if not ax.axison for t in ax.xaxis.findobj(Text) + ax.yaxis.findobj(Text)]
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and t not in hidden]

@@ -457,7 +457,7 @@ def _text_span(fig) -> tuple[float, float]:
 
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # lays out and measures text; nothing is rasterised
     return _drawn_text_span(fig)
 
 
@@ -490,7 +490,7 @@ def fit_height(fig, pad: float = 0.04, rounds: int = 5) -> None:
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     for _ in range(rounds):
-        fig.canvas.draw()
+        fig.draw_without_rendering()  # the layout and the text's extents, without rasterising
         grow = _square_deficit(fig)
         if grow > 0.02:  # images limited by their rows' height: give the rows what the images need
             fig.set_figheight(fig.get_figheight() + grow)
