@@ -49,6 +49,28 @@ def wait_ready(page, after: int = -1, timeout: float = 90) -> int:
     raise AssertionError(f"the app did not finish a run after #{after} within {timeout}s")
 
 
+BACKGROUND = "() => getComputedStyle(document.querySelector('.stApp')).backgroundColor"
+
+
+def switch_theme(page, scheme: str) -> str:
+    """Switch the browser's colour scheme (the app follows it live, without a run) and return the
+    page's background once it has followed."""
+    page.emulate_media(color_scheme=scheme)
+    page.wait_for_function(f"""() => {{
+        const [r, g, b] = getComputedStyle(document.querySelector('.stApp')).backgroundColor.match(/\\d+/g).map(Number);
+        return {'r + g + b < 150' if scheme == 'dark' else 'r + g + b > 700'}; }}""", timeout=10_000)
+    return page.evaluate(BACKGROUND)
+
+
+def shoot_both_themes(page, path: str, full_page: bool = False) -> None:
+    """Photograph the page in the light and the dark theme (``path`` holds ``{scheme}``), then back to
+    light: the layout is the same in both, and the page follows the browser's theme without a run."""
+    for scheme in ("light", "dark"):
+        switch_theme(page, scheme)
+        page.screenshot(path=path.format(scheme=scheme), full_page=full_page)
+    switch_theme(page, "light")
+
+
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
         '[data-testid="stException"]').first.inner_text()
@@ -82,7 +104,7 @@ def _choose(page, key: str, option: str) -> None:
 
 
 def test_pick_pair_change_control_upload_and_download(app_url, browser, shots):
-    page = browser.new_page(viewport=WIDE, accept_downloads=True)
+    page = browser.new_page(viewport=WIDE)
     page.goto(app_url)
     run = wait_ready(page, timeout=120)
     _no_exception(page)

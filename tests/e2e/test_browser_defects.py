@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.test_browser import _no_exception, wait_ready
+from tests.e2e.test_browser import _no_exception, shoot_both_themes, wait_ready
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -67,20 +67,18 @@ def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, sh
     page.close()
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_phone_layout_at_390px(app_url, browser, shots, scheme):
-    page, run = _page(browser, app_url, PHONE, f"?a={LONGEST}&b=test_0001_golden-crowned-finch", scheme)
+def test_phone_layout_at_390px(app_url, browser, shots):
+    page, run = _page(browser, app_url, PHONE, f"?a={LONGEST}&b=test_0001_golden-crowned-finch")
     # the tabs start within one and a half screens (the pair's buttons and metrics sit side by side)
     top = page.evaluate(_TAB_Y)
-    print(f"\ntab bar top at 390x844 ({scheme}): {top:.0f} px")
-    page.screenshot(path=str(shots / f"24_phone_first_{scheme}.png"), full_page=True)
+    print(f"\ntab bar top at 390x844: {top:.0f} px")
     assert top < 1.5 * PHONE["height"], top
     # A and B level even when B's heading wraps (the longest class name is on A here)
     expect(page.locator(".st-key-pair_ab [data-testid=stImage] img")).to_have_count(2)
     tops = page.evaluate("() => [...document.querySelectorAll('.st-key-pair_ab [data-testid=stImage] img')]"
                          ".map(i => i.getBoundingClientRect().top)")
     assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 2, tops
-    page.screenshot(path=str(shots / f"24_phone_first_{scheme}.png"), full_page=True)
+    shoot_both_themes(page, str(shots / "24_phone_first_{scheme}.png"), full_page=True)
     # the walk-through's equations fit the screen (they wrap at relations and operators)
     displays = page.locator(".katex-display")
     assert displays.count() >= 6
@@ -99,7 +97,7 @@ def test_phone_layout_at_390px(app_url, browser, shots, scheme):
         if bar.is_visible():
             left, top_, right, bottom = bar.evaluate(_BOX)
             assert right <= legend[0] or left >= legend[2] or bottom <= legend[1] or top_ >= legend[3]
-    page.screenshot(path=str(shots / f"24_phone_gates_{scheme}.png"))
+    shoot_both_themes(page, str(shots / "24_phone_gates_{scheme}.png"))
     _no_exception(page)
     page.close()
 

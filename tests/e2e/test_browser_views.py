@@ -14,7 +14,7 @@ import pytest
 
 from app import tabs as app_tabs
 from tests.e2e.server import keep_screenshots
-from tests.e2e.test_browser import _no_exception, _run_id, wait_ready
+from tests.e2e.test_browser import BACKGROUND, _no_exception, _run_id, switch_theme, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -101,38 +101,43 @@ def test_clicking_a_dot_inspects_that_channel_and_the_inspector_reruns_alone(app
     page.close()
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_view_in_the_browsers_theme(app_url, browser, shots, scheme):
-    context = browser.new_context(viewport=WIDE, color_scheme=scheme)
-    page = context.new_page()
+def _check_theme(page, label: str, slug: str, background: str) -> None:
+    """The open tab's text, captions, chart ticks and dimmed notes are readable on ``background``."""
+    text = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stMarkdownContainer"] :is(p, h4)')
+    assert text and _contrast(text, background) >= 7, (label, text, background)
+    caption = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stCaptionContainer"]')
+    if caption:
+        assert _contrast(caption, background) >= 4.5, (label, caption, background)
+    if slug == "gates":  # the chart's own text (axis labels) follows the theme too
+        tick = page.evaluate("() => getComputedStyle(document.querySelector("
+                             "'.st-key-chart_gates .ytick text')).fill")
+        assert _contrast(tick, background) >= 3, (tick, background)
+    if slug == "channels":  # the dimmed ranking note stays readable
+        muted = page.locator(".apinet-muted").first
+        colour = muted.evaluate("el => getComputedStyle(el).color")
+        opacity = float(muted.evaluate("el => getComputedStyle(el).opacity"))
+        assert opacity >= 0.6 and _contrast(colour, background) >= 7
+
+
+def test_every_view_in_the_browsers_theme(app_url, browser, shots):
+    """The page opens in the browser's theme (dark here) and follows it when it changes: every tab is
+    read in the dark and in the light theme (one walk; the switch re-themes the page without a run)."""
+    page = browser.new_page(viewport=WIDE, color_scheme="dark")
     page.goto(app_url)
     run = wait_ready(page, timeout=120)
-    background = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
-    if scheme == "dark":
-        assert _luminance(background) < 0.05, background
-    else:
-        assert _luminance(background) > 0.9, background
+    assert _luminance(page.evaluate(BACKGROUND)) < 0.05  # dark on arrival, before any switch
     for i, (slug, label) in enumerate(TABS):
         if i:  # the walk-through is open on arrival (clicking an open tab runs nothing)
             run = _open_tab(page, label, run)
         if slug == "gates":  # Plotly draws its SVG after the run's last delta
             page.locator(".st-key-chart_gates .main-svg").first.wait_for(timeout=30_000)
-        _shoot(page, shots / f"{scheme}_{slug}.png")
-        text = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stMarkdownContainer"] :is(p, h4)')
-        assert text and _contrast(text, background) >= 7, (label, text, background)
-        caption = page.evaluate(_STYLE, '[role="tabpanel"]:not([hidden]) [data-testid="stCaptionContainer"]')
-        if caption:
-            assert _contrast(caption, background) >= 4.5, (label, caption, background)
-        if slug == "gates":  # the chart's own text (axis labels) follows the theme too
-            tick = page.evaluate("() => getComputedStyle(document.querySelector("
-                                 "'.st-key-chart_gates .ytick text')).fill")
-            assert _contrast(tick, background) >= 3, (tick, background)
-        if slug == "channels":  # the dimmed ranking note stays readable
-            muted = page.locator(".apinet-muted").first
-            colour = muted.evaluate("el => getComputedStyle(el).color")
-            opacity = float(muted.evaluate("el => getComputedStyle(el).opacity"))
-            assert opacity >= 0.6 and _contrast(colour, background) >= 7
-    context.close()
+        for scheme in ("dark", "light") if i % 2 == 0 else ("light", "dark"):
+            background = switch_theme(page, scheme)
+            assert _luminance(background) < 0.05 if scheme == "dark" else _luminance(background) > 0.9, background
+            _shoot(page, shots / f"{scheme}_{slug}.png")
+            _check_theme(page, label, slug, background)
+        assert _run_id(page) == run  # the theme switches ran nothing
+    page.close()
 
 
 def test_equations_fit_a_phone(app_url, browser, shots):

@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from tests.e2e.test_browser import WIDE, _no_exception, click_plotly_point, wait_ready
+from tests.e2e.test_browser import WIDE, _no_exception, click_plotly_point, shoot_both_themes, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,10 +35,8 @@ def _wait_for(page, predicate, timeout_ms: int = 30_000) -> None:
     raise AssertionError("the page did not change in time")
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_click_a_cell_to_occlude_it_and_undo(app_url, browser, shots, scheme):
-    context = browser.new_context(viewport={**WIDE, "height": 2200}, color_scheme=scheme)
-    page = context.new_page()
+def test_click_a_cell_to_occlude_it_and_undo(app_url, browser, shots):
+    page = browser.new_page(viewport={**WIDE, "height": 2200})
     page.goto(app_url + PAIR)
     wait_ready(page, timeout=120)
     _no_exception(page)
@@ -55,9 +53,9 @@ def test_click_a_cell_to_occlude_it_and_undo(app_url, browser, shots, scheme):
     _no_exception(page)
     page.get_by_role("heading", name=re.compile("What if")).first.evaluate("e => e.scrollIntoView()")
     page.wait_for_timeout(500)
-    page.screenshot(path=str(shots / f"whatif_{scheme}.png"), full_page=False)
+    shoot_both_themes(page, str(shots / "whatif_{scheme}.png"))
     page.get_by_role("button", name=re.compile("Undo last change")).click()
     _wait_for(page, lambda: _whatif(page) == "")
     _wait_for(page, lambda: page.get_by_text("A: 0 of 16 cells hidden").count() >= 1)
     _no_exception(page)
-    context.close()
+    page.close()
