@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ import torch
 from apinet import APINet, load_model
 from apinet.data import Preprocess, SynthBirds
 from apinet.train import STATE_FILE, TrainStep, build_config, load_state, train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(run_dir: Path, **overrides):
@@ -155,15 +151,16 @@ def test_preset_values_yield_to_flags():
         ["evaluate", "--checkpoint", "/nonexistent.safetensors", "--data", "synthbirds"],
     ],
 )
-@pytest.mark.slow
-def test_cli_errors_exit_2_with_one_line(argv, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "apinet", *argv, "--out", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+def test_cli_errors_exit_2_with_one_line(argv, tmp_path, capsys):
+    """In this process: ``python -m apinet`` is ``sys.exit(main())`` (its own process is tested by
+    tests/test_hardening_images.py and the wheel's console script by tests/test_packaging.py)."""
+    from apinet.cli import main
+
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert not (tmp_path / "o").exists()  # nothing written for a refused command
 
 
 def test_init_trunk_copies_a_trained_checkpoints_trunk(tmp_path):
