@@ -68,6 +68,8 @@ def test_selectors_show_their_whole_text_and_ids_on_a_phone(app_url, browser, sh
 
 
 def test_phone_layout_at_390px(app_url, browser, shots):
+    """At 390 x 844: the tabs within 1.5 screens, A and B level, the equations within the screen, the
+    chart's toolbar off its legend; photographed in both themes."""
     page, run = _page(browser, app_url, PHONE, f"?a={LONGEST}&b=test_0001_golden-crowned-finch")
     # the tabs start within one and a half screens (the pair's buttons and metrics sit side by side)
     top = page.evaluate(_TAB_Y)
@@ -79,13 +81,16 @@ def test_phone_layout_at_390px(app_url, browser, shots):
                          ".map(i => i.getBoundingClientRect().top)")
     assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 2, tops
     shoot_both_themes(page, str(shots / "24_phone_first_{scheme}.png"), full_page=True)
-    # the walk-through's equations fit the screen (they wrap at relations and operators)
+    # the walk-through's equations fit the screen: they wrap at relations and operators (they were cut
+    # off at the screen's edge, ‖x₂‖₂ out of sight)
     displays = page.locator(".katex-display")
-    assert displays.count() >= 6
-    widths = page.evaluate("() => [...document.querySelectorAll('.katex-display')].map(d => "
-                           "[d.scrollWidth, d.clientWidth, d.querySelector('.katex-html').getBoundingClientRect().right])")
-    for scroll, client, right in widths:
+    assert displays.count() >= 9
+    widths = displays.evaluate_all(
+        "els => els.map(d => [d.scrollWidth, d.clientWidth, d.querySelector('.katex-html').getBoundingClientRect().right,"
+        " d.querySelector('.katex-html').getBoundingClientRect().height])")
+    for scroll, client, right, _ in widths:
         assert scroll <= client + 1 and right <= PHONE["width"] + 1, widths
+    assert any(height > 40 for *_, height in widths)  # some equations took two lines to fit
     # the gates chart: no toolbar over its legend, even while touched / hovered
     page.get_by_role("tab", name="Mutual & gates").click()
     run = wait_ready(page, run)
