@@ -189,10 +189,12 @@ def load_model(
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
-    try:
-        model = build_model(card["config"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{card_path(weights)}: model card describes no buildable model ({exc})") from None
+    model = _unfilled_model(card["config"])
+    if model is None:
+        try:
+            model = build_model(card["config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{card_path(weights)}: model card describes no buildable model ({exc})") from None
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
     missing = sorted(set(expected) - set(state))
@@ -216,6 +218,24 @@ def load_model(
             + "; ".join(parts)
         )
     state = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)  # the file's tensors become the model's (no copy)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a tensor the file does not hold
+        model = build_model(card["config"])
+        model.load_state_dict(state)
     model.eval()
     return model.to(map_location), card
+
+
+def _unfilled_model(config: dict[str, Any]) -> nn.Module | None:
+    """The card's model with its tensors on the meta device, or ``None`` when it cannot be built so.
+
+    A checkpoint sets every parameter and buffer, so the random initialisation a normal build does
+    (a third of a second for a ResNet-18, seconds for a ResNet-101) is wasted work; on the meta device
+    it costs nothing. :func:`load_model` assigns the file's tensors to the model, and builds it the
+    normal way when a tensor is left on the meta device (one the state dict does not hold).
+    """
+    try:
+        with torch.device("meta"):
+            return build_model(config)
+    except Exception:  # noqa: BLE001 - the normal build reports what is wrong with the card
+        return None

@@ -39,6 +39,34 @@ def test_round_trip_gives_identical_outputs(saved):
     assert len(card["weights_sha256"]) == 64
 
 
+def test_loading_builds_no_random_weights_and_falls_back_for_tensors_the_file_lacks(saved, monkeypatch):
+    """The model is built on the meta device and takes the file's tensors (no random initialisation);
+    a tensor the state dict does not hold (a non-persistent buffer) makes it build the normal way."""
+    import apinet.checkpoint as ckpt
+
+    model, path = saved
+    inits = []
+    monkeypatch.setattr(torch.nn.init, "kaiming_normal_", lambda t, *a, **k: inits.append(t.is_meta) or t)
+    loaded, _ = load_model(path)
+    assert inits and all(inits)  # every initialisation ran on the meta device (no work)
+    assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+    assert all(p.requires_grad for p in loaded.parameters())
+
+    built = ckpt.build_model
+
+    def with_a_computed_buffer(config):
+        net = built(config)
+        net.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+        return net
+
+    monkeypatch.setattr(ckpt, "build_model", with_a_computed_buffer)
+    loaded, _ = load_model(path)
+    assert loaded.scale.item() == 2.0 and not loaded.scale.is_meta
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
 def test_float16_storage_halves_size_and_stays_close(saved, tmp_path):
     model, path = saved
     half = save_checkpoint(model, tmp_path / "half.safetensors", dtype=torch.float16)
