@@ -35,21 +35,33 @@ def _scan_installed_components_once() -> None:
 _scan_installed_components_once()
 
 
+#: Long modules without a costly module fixture: their tests go to the workers one by one.
+SPLIT_MODULES = frozenset({"tests/test_figures_layout.py", "tests/test_figures_authors.py"})
+
+
 def pytest_xdist_make_scheduler(config, log):
-    """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out single tests to the
-    worker that is free, except the browser tests (``tests/e2e/``), which go, in order, to one worker
-    as one unit, so that one app server serves them all (``tests/e2e/conftest.py``).
+    """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out work units, in
+    collection order, to the worker that is free. The browser tests (``tests/e2e/``) are one unit, so
+    that one app server serves them all (``tests/e2e/conftest.py``); it is collected first. Every
+    other module is one unit, so that its module fixtures are built once, not once per worker (the
+    docs site, the app's assets, its cached explanations), except :data:`SPLIT_MODULES`, whose tests
+    fill the workers' gaps one by one.
     pytest-xdist's own ``--dist loadgroup`` cannot do this with pytest 9 (it renames ``item._nodeid``,
     which pytest 9 no longer reads). Other ``--dist`` modes keep xdist's schedulers."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class BrowserTestsTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "e2e" if nodeid.startswith("tests/e2e/") else nodeid
+    config.option.loadscopereorder = False  # collection order: the browser tests first
 
-    return BrowserTestsTogether(config, log)
+    class ModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/e2e/"):
+                return "e2e"
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in SPLIT_MODULES else module
+
+    return ModulesTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
