@@ -71,6 +71,7 @@ def test_match_tab_follows_clicks_and_pair_tabs_render(app_url, browser, shots):
     run = wait_ready(page, run)
     _no_exception(page)
     points = page.locator(".st-key-match_click .scatterlayer path.point")
+    points.first.wait_for(timeout=30_000)  # Plotly draws its SVG after the run's last delta
     n = points.count()
     side = int(round(n ** 0.5))
     assert side * side == n and n >= 4, n

@@ -68,6 +68,7 @@ def test_clicking_a_dot_inspects_that_channel_and_the_inspector_reruns_alone(app
     chart = page.locator(".st-key-chart_scatter")
     chart.scroll_into_view_if_needed()
     points = chart.locator(".scatterlayer .trace").nth(1).locator(".points path")
+    points.first.wait_for(timeout=30_000)  # Plotly draws its SVG after the run's last delta
     for index in range(points.count()):
         box = points.nth(index).bounding_box()
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
