@@ -85,6 +85,7 @@ def test_phone_layout_at_390px(app_url, browser, shots):
     # the walk-through's equations fit the screen: they wrap at relations and operators (they were cut
     # off at the screen's edge, ‖x₂‖₂ out of sight)
     displays = page.locator(".katex-display")
+    displays.nth(8).wait_for(timeout=30_000)  # the equations may still be typesetting when the run has ended
     assert displays.count() >= 9
     widths = displays.evaluate_all(
         "els => els.map(d => [d.scrollWidth, d.clientWidth, d.querySelector('.katex-html').getBoundingClientRect().right,"
