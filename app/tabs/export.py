@@ -4,6 +4,7 @@ paper column, one pair or several pairs as rows of one figure; the raw arrays (N
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import streamlit as st
 
@@ -19,7 +20,7 @@ BACKGROUNDS = {"white": "white", "transparent": "transparent", "dark": "dark"}
 DEFAULTS = {"export_width": "single", "export_font": 7.0, "export_dpi": 300, "export_bg": "white"}
 VISITED = "_visited_pairs"  # session_state: PairChoice of every pair explained this session, newest last
 FORMATS = (("pdf", "application/pdf"), ("svg", "image/svg+xml"), ("png", "image/png"))
-_MULTI = "_export_multi"  # session_state: (choice key, {fmt: bytes}) of the last multi-pair figure
+_MULTI = "_export_multi"  # session_state: (view, pairs, {fmt: PNG bytes, or a callable that draws PDF / SVG})
 
 
 def figure_settings(ctx: Context, view: str, dpi: int, *, width: str | float = "double", font_size: float = 7.0,
@@ -175,12 +176,16 @@ def _multi_section(ctx: Context, view: str, dpi: int, width: str, font_size: flo
         names = [_pair_name(e) for e in expls]
         usable = {v.slug for v in _views(*expls)}
         slug = view if view in usable else "summary"
+        look = {"width": width, "font_size": font_size, "background": background}
         try:
-            files = {fmt: multi_figure_bytes(ctx, expls, names, slug, fmt, dpi, width=width, font_size=font_size,
-                                             background=background) for fmt, _ in FORMATS}
+            png = multi_figure_bytes(ctx, expls, names, slug, "png", dpi, **look)
         except ValueError as exc:
             st.info(" ".join(str(exc).split()))
             return
+        # The preview needs the PNG now; PDF and SVG are drawn when asked for (as the one-pair figure's are):
+        # three figures on every click took three times as long.
+        files = {fmt: (png if fmt == "png" else partial(multi_figure_bytes, ctx, expls, names, slug, fmt, dpi, **look))
+                 for fmt, _ in FORMATS}
         st.session_state[_MULTI] = (slug, len(expls), files)
     made = st.session_state.get(_MULTI)
     if made:
