@@ -39,20 +39,33 @@ _scan_installed_components_once()
 SPLIT_MODULES = frozenset({"tests/test_figures_layout.py", "tests/test_figures_authors.py"})
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run the browser tests first and :data:`SPLIT_MODULES` last (whole modules keep their order and
+    stay together). Under ``pytest -n`` the work then ends with tests of a few seconds each, which even
+    out the workers' last minute; when whole modules came last, one worker ran a 20 s module alone while
+    the other had finished (measured)."""
+
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return 0 if path.startswith("tests/e2e/") else 2 if path in SPLIT_MODULES else 1
+
+    items[:] = sorted(items, key=rank)  # stable: collection order within each rank
+
+
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n N`` (``--dist load``, the default in pyproject.toml): hand out work units, in
     collection order, to the worker that is free. The browser tests (``tests/e2e/``) are one unit, so
     that one app server serves them all (``tests/e2e/conftest.py``); it is collected first. Every
     other module is one unit, so that its module fixtures are built once, not once per worker (the
     docs site, the app's assets, its cached explanations), except :data:`SPLIT_MODULES`, whose tests
-    fill the workers' gaps one by one.
+    come last (:func:`pytest_collection_modifyitems`) and fill the workers' last minute one by one.
     pytest-xdist's own ``--dist loadgroup`` cannot do this with pytest 9 (it renames ``item._nodeid``,
     which pytest 9 no longer reads). Other ``--dist`` modes keep xdist's schedulers."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    config.option.loadscopereorder = False  # collection order: the browser tests first
+    config.option.loadscopereorder = False  # collection order: the browser tests first, the split modules last
 
     class ModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
