@@ -65,7 +65,7 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    config.option.loadscopereorder = False  # collection order: the browser tests first, the split modules last
+    config.option.loadscopereorder = False  # collection order: browser tests first, split modules last
 
     class ModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -313,12 +313,11 @@ def test_export_tab_makes_the_multi_pair_figure(env):
     _ok(at)
     assert "Last multi-pair figure: 3 pairs, view exact." in " ".join(_captions(at))
     assert {b.proto.label for b in at.get("download_button")} >= {"3 pairs · PDF", "3 pairs · SVG", "3 pairs · PNG"}
-    # The preview's PNG is made on the click; PDF and SVG when their buttons ask for them, at the same settings.
+    # One figure saved in the three formats (the session keeps the files, not the explanations).
     view, n, files = at.session_state["_export_multi"]
     assert (view, n) == ("exact", 3) and files["png"].startswith(b"\x89PNG\r\n\x1a\n")
-    assert callable(files["pdf"]) and files["pdf"].args[3:] == ("exact", "pdf", 300)
-    assert files["pdf"].keywords == {"width": "single", "font_size": 9.0, "background": "white"}
-    svg = files["svg"]().decode()  # editable text: the rows' headings are in the file as text
+    assert files["pdf"].startswith(b"%PDF")
+    svg = files["svg"].decode()  # editable text: the rows' headings are in the file as text
     assert svg.startswith("<?xml") and all(f"pair {i}" in svg for i in (1, 2, 3))
 
 

@@ -4,14 +4,13 @@ paper column, one pair or several pairs as rows of one figure; the raw arrays (N
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import streamlit as st
 
 from app.tabs.common import Context, class_name, render_api
 
-__all__ = ["PairChoice", "draw", "figure_bytes", "figure_settings", "multi_figure_bytes", "npz_bytes",
-           "pair_choices", "panel_bytes", "remember_visit"]
+__all__ = ["PairChoice", "draw", "figure_bytes", "figure_settings", "multi_figure_bytes",
+           "multi_figure_files", "npz_bytes", "pair_choices", "panel_bytes", "remember_visit"]
 
 WIDTHS = {"single": "single column (3.3 in)", "double": "two columns (6.9 in)", "slide": "16:9 slide (13.3 × 7.5 in)"}
 FONT_SIZES = (7.0, 8.0, 9.0, 10.0, 12.0, 14.0)
@@ -20,7 +19,7 @@ BACKGROUNDS = {"white": "white", "transparent": "transparent", "dark": "dark"}
 DEFAULTS = {"export_width": "single", "export_font": 7.0, "export_dpi": 300, "export_bg": "white"}
 VISITED = "_visited_pairs"  # session_state: PairChoice of every pair explained this session, newest last
 FORMATS = (("pdf", "application/pdf"), ("svg", "image/svg+xml"), ("png", "image/png"))
-_MULTI = "_export_multi"  # session_state: (view, pairs, {fmt: PNG bytes, or a callable that draws PDF / SVG})
+_MULTI = "_export_multi"  # session_state: (view, pairs, {fmt: bytes}) of the last multi-pair figure
 
 
 def figure_settings(ctx: Context, view: str, dpi: int, *, width: str | float = "double", font_size: float = 7.0,
@@ -38,14 +37,22 @@ def figure_settings(ctx: Context, view: str, dpi: int, *, width: str | float = "
 
 
 def _save(fig, fmt: str, dpi: int) -> bytes:
+    return _save_formats(fig, (fmt,), dpi)[fmt]
+
+
+def _save_formats(fig, formats, dpi: int) -> dict[str, bytes]:
+    """``fig`` saved in each of ``formats`` (in that order), then closed."""
     import io
 
     import matplotlib.pyplot as plt
 
+    files = {}
     try:
-        buffer = io.BytesIO()
-        render_api().save_figure(fig, buffer, dpi=dpi, format=fmt)
-        return buffer.getvalue()
+        for fmt in formats:
+            buffer = io.BytesIO()
+            render_api().save_figure(fig, buffer, dpi=dpi, format=fmt)
+            files[fmt] = buffer.getvalue()
+        return files
     finally:
         plt.close(fig)
 
@@ -67,8 +74,16 @@ def panel_bytes(ctx: Context, view: str, key: str, image: int, fmt: str, dpi: in
 def multi_figure_bytes(ctx: Context, expls, names, view: str, fmt: str, dpi: int, *, width: str | float = "double",
                        font_size: float = 7.0, background: str = "white") -> bytes:
     """Several pairs as rows of one figure (:func:`apinet.render.multi_pair_figure`)."""
+    return multi_figure_files(ctx, expls, names, view, (fmt,), dpi, width=width, font_size=font_size,
+                              background=background)[fmt]
+
+
+def multi_figure_files(ctx: Context, expls, names, view: str, formats, dpi: int, *, width: str | float = "double",
+                       font_size: float = 7.0, background: str = "white") -> dict[str, bytes]:
+    """:func:`multi_figure_bytes` in several formats from one figure (laid out once)."""
     settings = figure_settings(ctx, view, dpi, width=width, font_size=font_size, background=background)
-    return _save(render_api().multi_pair_figure(list(expls), view, settings, names=list(names)), fmt, dpi)
+    fig = render_api().multi_pair_figure(list(expls), view, settings, names=list(names))
+    return _save_formats(fig, formats, dpi)
 
 
 def npz_bytes(expl) -> bytes:
@@ -176,16 +191,14 @@ def _multi_section(ctx: Context, view: str, dpi: int, width: str, font_size: flo
         names = [_pair_name(e) for e in expls]
         usable = {v.slug for v in _views(*expls)}
         slug = view if view in usable else "summary"
-        look = {"width": width, "font_size": font_size, "background": background}
         try:
-            png = multi_figure_bytes(ctx, expls, names, slug, "png", dpi, **look)
+            # One figure, laid out once, saved in every format (PNG first: the preview is that file). The
+            # session keeps the files, not the explanations behind them (3.9 MB each).
+            files = multi_figure_files(ctx, expls, names, slug, ("png", "pdf", "svg"), dpi, width=width,
+                                       font_size=font_size, background=background)
         except ValueError as exc:
             st.info(" ".join(str(exc).split()))
             return
-        # The preview needs the PNG now; PDF and SVG are drawn when asked for (as the one-pair figure's are):
-        # three figures on every click took three times as long.
-        files = {fmt: (png if fmt == "png" else partial(multi_figure_bytes, ctx, expls, names, slug, fmt, dpi, **look))
-                 for fmt, _ in FORMATS}
         st.session_state[_MULTI] = (slug, len(expls), files)
     made = st.session_state.get(_MULTI)
     if made:
