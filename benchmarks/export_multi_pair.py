@@ -42,8 +42,11 @@ def _click(page, url: str) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--demo", action="store_true", help="the shipped demo instead of the tests' tiny checkpoints")
+    p.add_argument("--demo", action="store_true",
+                   help="the shipped demo instead of the tests' tiny checkpoints")
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     if CHROMIUM is None:
         raise SystemExit("no `chromium` on PATH (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

@@ -40,7 +40,6 @@ def make_app_assets(root: Path, *, per_class: int = 2) -> dict[str, Path]:
 
 def _write_app_assets(root: Path, *, per_class: int) -> None:
     """The files of :func:`make_app_assets`, written under ``root``."""
-    root = Path(root)
     names = list(SynthBirds.CLASSES)
     checkpoints, runs, gallery = root / "checkpoints", root / "runs", root / "gallery"
     preprocess = {"input_size": INPUT_SIZE, "resize": INPUT_SIZE}

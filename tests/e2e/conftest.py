@@ -30,7 +30,7 @@ class Pages:
     Every page used to get a fresh browser context, with empty HTTP and code caches: Chromium parsed
     and compiled Streamlit's scripts again for each of the session's ~30 pages, about 4.5 s of CPU
     each (measured on the 2-core machine). Pages of one profile share the caches, and the profile
-    outlives each module's browser, so after the first pages a page costs under 2 s. Each page still
+    outlives every Chromium started on it, so after the first pages a page costs under 2 s. Each page still
     has its own Streamlit session (its own websocket).
     """
 
